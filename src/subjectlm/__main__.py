@@ -1,0 +1,5 @@
+import sys
+
+from subjectlm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,27 @@
+"""`subjectlm run RECIPE.yaml`: the whole pipeline from one YAML file."""
+
+from __future__ import annotations
+
+import argparse
+
+from subjectlm.commands._common import run_with_user_errors
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("run", help="run the stages of a YAML recipe in order (pt -> sft -> merge -> eval -> export)")
+    parser.add_argument("recipe", help="recipe YAML file (see examples/demo.yaml)")
+    parser.add_argument("--force", action="store_true", help="re-run stages that already finished")
+    parser.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stage names")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from subjectlm.recipe import run_recipe
+
+    outcomes = run_with_user_errors(lambda: run_recipe(args.recipe, force=args.force, only=args.only))
+    print("\nsummary")
+    width = max((len(o.name) for o in outcomes), default=5)
+    for o in outcomes:
+        print(f"  {o.name:<{width}}  {o.status:<16} {o.summary}")
+    return 0

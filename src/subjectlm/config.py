@@ -1,0 +1,183 @@
+"""Typed stage configs: dataclass defaults, overridden by a YAML file, overridden by flags.
+
+Each stage owns one dataclass (defaults live only there, each with a help text).
+This module turns such a dataclass into argparse flags and builds an instance from
+YAML + flags, rejecting unknown keys by name. Flag names are the field names, so
+`--lora_rank 8` and `lora_rank: 8` mean the same thing; fields may carry aliases
+for the names used by the Chinese-LLaMA-Alpaca scripts (`--model_name_or_path`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad config value or key; the message names the key and where it came from."""
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", aliases: tuple[str, ...] = (), **kw: Any) -> Any:
+    """A dataclass field with a help text and optional flag aliases."""
+    metadata = {"help": help, "aliases": tuple(aliases)}
+    if isinstance(default, (list, dict, set)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata, **kw)
+    return dataclasses.field(default=default, metadata=metadata, **kw)
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f"}
+
+
+def coerce(value: Any, tp: Any, key: str, source: str = "config") -> Any:
+    """Convert a YAML or command-line value to the field's declared type."""
+    inner, optional = _unwrap_optional(tp)
+    if value is None or (optional and isinstance(value, str) and value.lower() in {"none", "null"}):
+        if optional or inner is Any:
+            return None
+        raise ConfigError(f"{source}: {key}: must not be empty")
+    origin = typing.get_origin(inner)
+    try:
+        if inner is Any:
+            return value
+        if inner is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(f"expected true or false, got {value!r}")
+        if inner in (int, float):
+            if isinstance(value, bool):
+                raise ValueError(f"expected a number, got {value!r}")
+            number = inner(value) if not isinstance(value, str) else inner(float(value) if inner is int and "e" in value.lower() else value)
+            return number
+        if inner is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError(f"expected a string, got {type(value).__name__}")
+            return str(value)
+        if inner is Path:
+            return Path(value)
+        if origin in (list, tuple):
+            (item_type, *_rest) = typing.get_args(inner) or (str,)
+            if isinstance(value, str):
+                items = [v.strip() for v in value.split(",") if v.strip()]
+            elif isinstance(value, (list, tuple)):
+                items = list(value)
+            else:
+                items = [value]
+            return [coerce(item, item_type, key, source) for item in items]
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise ValueError(f"expected a mapping, got {type(value).__name__}")
+            return dict(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {key}: {exc}") from None
+    return value
+
+
+def build_config(cls: type, values: Mapping[str, Any], source: str = "config") -> Any:
+    """Instantiate `cls` from a mapping; unknown keys and bad types are errors naming the key."""
+    hints = _field_types(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {unknown[0]!r} for {cls.__name__}"
+            + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+            + f"; known keys: {', '.join(sorted(names))}"
+        )
+    kwargs = {k: coerce(v, hints[k], k, source) for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys to values")
+    return data
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A YAML/JSON-friendly dict of a config (Paths as strings)."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        out[f.name] = str(value) if isinstance(value, Path) else value
+    return out
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type, positional_config: bool = True) -> None:
+    """One `--field` flag per dataclass field (plus aliases), and `--config FILE`."""
+    hints = _field_types(cls)
+    if positional_config:
+        parser.add_argument("config_file", nargs="?", metavar="CONFIG.yaml", help="YAML file with this stage's keys")
+    parser.add_argument("--config", dest="config_flag", metavar="CONFIG.yaml", help="YAML file with this stage's keys (flags override it)")
+    for f in dataclasses.fields(cls):
+        inner, _ = _unwrap_optional(hints[f.name])
+        flags = [f"--{f.name}", *f.metadata.get("aliases", ())]
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        help_text = f.metadata.get("help", "")
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            help_text += " (required)"
+        elif default not in (None, "", []):
+            help_text += f" (default: {default})"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text.replace("%", "%%")}
+        if inner is bool:
+            kwargs.update(nargs="?", const="true", metavar="BOOL")
+        elif typing.get_origin(inner) in (list, tuple):
+            kwargs.update(nargs="+", metavar="VALUE")
+        else:
+            kwargs.update(metavar=f.name.upper())
+        parser.add_argument(*flags, **kwargs)
+
+
+def config_from_args(cls: type, args: argparse.Namespace) -> Any:
+    """YAML file (if any), then the flags that were actually given."""
+    values: dict[str, Any] = {}
+    source = "command line"
+    path = getattr(args, "config_flag", None) or getattr(args, "config_file", None)
+    if path:
+        values.update(read_yaml(path))
+        source = str(path)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for name in names:
+        if name in vars(args):
+            value = getattr(args, name)
+            # nargs="+" gives a list; allow "a,b" inside it as well.
+            if isinstance(value, list):
+                value = [part for item in value for part in str(item).split(",") if part]
+            values[name] = value
+    return build_config(cls, values, source)
