@@ -1,0 +1,99 @@
+"""Shared fixtures: tiny random models saved as local HF directories, the real SmolLM2 tokenizer.
+
+Tiny models are 2 layers, hidden 64, with the real SmolLM2 tokenizer (vocab 49152), so
+chat templates and special tokens are real while a forward pass costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+CEVAL_DIR = SHARED / "ceval-exam"
+SEED_DIR = SHARED / "seed_data"
+REPO = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def pytest_configure(config):
+    import torch
+
+    # Two cores: keep each test process from oversubscribing them.
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    """The real default model (SmolLM2-135M-Instruct), prepared once per machine."""
+    from subjectlm.models import prepare_default_model
+
+    return prepare_default_model(quiet=True)
+
+
+@pytest.fixture(scope="session")
+def smollm_tokenizer(default_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(default_model_dir))
+
+
+def _save_tiny(path: Path, config, tokenizer, seed: int = 0) -> Path:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config)
+    model.to(torch.float32)
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, smollm_tokenizer) -> Path:
+    """A 2-layer Llama (hidden 64, tied embeddings like SmolLM2) with the SmolLM2 tokenizer."""
+    from transformers import LlamaConfig
+
+    tok = smollm_tokenizer
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    return _save_tiny(tmp_path_factory.mktemp("tiny-llama"), config, tok)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_untied_dir(tmp_path_factory, smollm_tokenizer) -> Path:
+    """As tiny_llama_dir but with a separate lm_head (untied), as Llama-3 models have."""
+    from transformers import LlamaConfig
+
+    tok = smollm_tokenizer
+    config = LlamaConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    return _save_tiny(tmp_path_factory.mktemp("tiny-llama-untied"), config, tok, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory, smollm_tokenizer) -> Path:
+    """A 2-layer Qwen2 (attention biases, untied head) with the SmolLM2 tokenizer."""
+    from transformers import Qwen2Config
+
+    tok = smollm_tokenizer
+    config = Qwen2Config(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    return _save_tiny(tmp_path_factory.mktemp("tiny-qwen2"), config, tok, seed=2)
