@@ -1,0 +1,108 @@
+"""The data layer shared by every stage: read files, validate records, normalize formats.
+
+    load_pt(paths)  -> Loaded(items=[str, ...])                 pre-training documents
+    load_sft(paths) -> Loaded(items=[Conversation, ...])        instruction data, any format
+    load_dpo(paths) -> Loaded(items=[PreferencePair, ...])      preference pairs
+
+A bad record raises `DataError` listing every problem as `file:line: field: what is wrong`,
+unless `skip_invalid=True`: then it is skipped, counted and kept in `Loaded.problems`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from subjectlm.data.errors import DataError, Problem
+from subjectlm.data.formats import Conversation, PreferencePair, RecordError, to_conversation, to_document, to_preference
+from subjectlm.data.readers import RawRecord, expand_paths, files_fingerprint, read_files
+
+__all__ = [
+    "Conversation", "DataError", "Loaded", "PreferencePair", "Problem", "expand_paths", "files_fingerprint",
+    "iter_pt_documents", "iter_records", "load_dpo", "load_pt", "load_sft", "KINDS",
+]
+
+
+@dataclasses.dataclass
+class Loaded:
+    items: list[Any]
+    problems: list[Problem]  # the skipped records (and file-level warnings such as a BOM)
+    files: list[Path]
+
+    def summary(self) -> str:
+        text = f"{len(self.items)} records from {len(self.files)} file(s)"
+        if self.problems:
+            text += f", {len(self.problems)} skipped as invalid"
+        return text
+
+
+def _to_pt(raw: RawRecord) -> str:
+    text = to_document(raw.value)
+    if not text.strip():
+        raise RecordError("text", "empty")
+    return text
+
+
+KINDS: dict[str, Callable[[RawRecord], Any]] = {
+    "pt": _to_pt,
+    "sft": lambda raw: to_conversation(raw.value, raw.source),
+    "dpo": lambda raw: to_preference(raw.value, raw.source),
+}
+
+
+def iter_records(kind: str, paths: Iterable[str | Path], txt_mode: str = "auto") -> Iterator[tuple[RawRecord | None, Any, Problem | None]]:
+    """(raw, normalized, None) for each good record and (raw|None, None, problem) for each bad one."""
+    convert = KINDS[kind]
+    for item in read_files(paths, txt_mode):
+        if isinstance(item, Problem):
+            yield None, None, item
+            continue
+        if kind != "pt" and isinstance(item.value, str):
+            yield item, None, Problem(item.file, item.line, "record", f"plain text is pre-training data, not {kind} data")
+            continue
+        try:
+            yield item, convert(item), None
+        except RecordError as exc:
+            yield item, None, Problem(item.file, item.line, exc.field, exc.message)
+
+
+def _load(kind: str, paths: Iterable[str | Path], skip_invalid: bool, txt_mode: str = "auto") -> Loaded:
+    paths = list(paths)
+    files = expand_paths(paths)
+    items, problems = [], []
+    for _raw, value, problem in iter_records(kind, files, txt_mode):
+        if problem is not None:
+            problems.append(problem)
+        else:
+            items.append(value)
+    if problems and not skip_invalid:
+        raise DataError(problems)
+    if not items:
+        raise DataError(problems or [Problem(", ".join(map(str, paths)), None, "file", f"no {kind} records found")])
+    return Loaded(items, problems, files)
+
+
+def load_pt(paths: Iterable[str | Path], skip_invalid: bool = False, txt_mode: str = "auto") -> Loaded:
+    return _load("pt", paths, skip_invalid, txt_mode)
+
+
+def load_sft(paths: Iterable[str | Path], skip_invalid: bool = False) -> Loaded:
+    return _load("sft", paths, skip_invalid)
+
+
+def load_dpo(paths: Iterable[str | Path], skip_invalid: bool = False) -> Loaded:
+    return _load("dpo", paths, skip_invalid)
+
+
+def iter_pt_documents(paths: Iterable[str | Path], txt_mode: str = "auto", skip_invalid: bool = False,
+                      on_skip: Callable[[Problem], None] | None = None) -> Iterator[str]:
+    """Stream documents for corpora larger than memory; a bad record raises unless skip_invalid."""
+    for _raw, value, problem in iter_records("pt", paths, txt_mode):
+        if problem is not None:
+            if not skip_invalid:
+                raise DataError([problem])
+            if on_skip:
+                on_skip(problem)
+            continue
+        yield value
