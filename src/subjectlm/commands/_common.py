@@ -30,7 +30,7 @@ def pending(subparsers: Any, name: str, help: str, issue: int) -> argparse.Argum
     def _run(args: argparse.Namespace) -> int:
         raise NotLandedError(f"`subjectlm {name}` is not implemented yet (issue #{issue})")
 
-    parser.set_defaults(func=_run)
+    parser.set_defaults(func=_run, pending=True)
     return parser
 
 

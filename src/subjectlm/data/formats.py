@@ -117,7 +117,7 @@ def _check_turns(messages: list[dict[str, str]], field: str, last: str) -> None:
         expected = "user" if i % 2 == 0 else "assistant"
         if message["role"] != expected:
             index = i + (len(messages) - len(body))
-            raise RecordError(f"{field}[{index}]", f"expected a {expected} turn here, got {message['role']} "
+            raise RecordError(f"{field}[{index}]", f"expected {'an' if expected == 'assistant' else 'a'} {expected} turn here, got {message['role']} "
                               "(turns must alternate user/assistant after an optional first system message)")
     if body[-1]["role"] != last:
         raise RecordError(field, f"must end with a{'n' if last == 'assistant' else ''} {last} turn")

