@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from subjectlm.config import ConfigError, build_config, read_yaml, to_dict
 from subjectlm.io import write_json
+from subjectlm.models import DEFAULT_MODEL_ALIASES
 
 
 def _pt():
@@ -96,15 +97,18 @@ class StageOutcome:
     seconds: float = 0.0
 
 
-def _resolve_path(value: Any, base: Path) -> Any:
+MODEL_KEYS = {"model", "base", "base_model"}
+
+
+def _resolve_path(value: Any, base: Path, key: str = "") -> Any:
+    """Relative paths are relative to the recipe file; model names such as `default` stay names."""
     if isinstance(value, list):
-        return [_resolve_path(v, base) for v in value]
-    if isinstance(value, str) and value and value not in ("default",) and not Path(value).is_absolute():
-        candidate = base / value
-        # Only rewrite what looks like a path: model names such as `default` stay.
-        if value.startswith((".", "/")) or "/" in value or candidate.exists() or Path(value).suffix:
-            return str(candidate.resolve() if candidate.exists() else candidate)
-    return value
+        return [_resolve_path(v, base, key) for v in value]
+    if not isinstance(value, str) or not value or Path(value).is_absolute():
+        return value
+    if key in MODEL_KEYS and value in DEFAULT_MODEL_ALIASES:
+        return value
+    return str((base / value).resolve())
 
 
 def load_recipe(path: str | Path) -> dict[str, Any]:
@@ -130,8 +134,8 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         names.add(name)
     recipe["_path"] = path
     recipe["_base"] = base
-    recipe["model"] = _resolve_path(recipe.get("model", "default"), base)
-    recipe["output_dir"] = Path(_resolve_path(recipe.get("output_dir", "runs/" + path.stem), base))
+    recipe["model"] = _resolve_path(recipe.get("model", "default"), base, "model")
+    recipe["output_dir"] = Path(_resolve_path(recipe.get("output_dir", "runs/" + path.stem), base, "output_dir"))
     return recipe
 
 
@@ -141,7 +145,7 @@ def _config_hash(values: dict[str, Any]) -> str:
 
 def stage_values(stage: dict[str, Any], state: dict[str, Any], config_cls: type, recipe: dict[str, Any]) -> dict[str, Any]:
     """The stage's YAML keys (paths resolved) plus what it takes from the pipeline state."""
-    values = {k: _resolve_path(v, recipe["_base"]) if k in PATH_KEYS else v
+    values = {k: _resolve_path(v, recipe["_base"], k) if k in PATH_KEYS else v
               for k, v in stage.items() if k not in ("stage", "name")}
     fields = {f.name for f in dataclasses.fields(config_cls)}
     name = stage.get("name", stage["stage"])

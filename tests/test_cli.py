@@ -1,0 +1,47 @@
+"""The CLI: one subcommand per stage, fast help, pending stages exit 2 with a clear message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from subjectlm.cli import COMMANDS, build_parser, main
+
+STAGES = ["model", "data", "pt", "sft", "dpo", "merge", "eval", "export", "chat", "serve", "run"]
+
+
+def test_every_stage_is_a_subcommand():
+    assert list(COMMANDS) == STAGES
+    help_text = build_parser().format_help()
+    for name in STAGES:
+        assert f"    {name}" in help_text
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_help_of_every_command(name, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([name, "--help"])
+    assert info.value.code == 0
+    assert "usage: subjectlm " + name in capsys.readouterr().out
+
+
+def test_pending_stages_exit_2(capsys):
+    from subjectlm.commands import _common
+
+    pending = [n for n, m in COMMANDS.items() if "pending(" in open(m.__file__).read()]
+    for name in pending:
+        assert main([name, "--anything", "x"]) == 2
+        assert "not implemented yet" in capsys.readouterr().err
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from subjectlm.cli import build_parser; build_parser().format_help(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "usage: subjectlm" in capsys.readouterr().out
