@@ -38,6 +38,7 @@ test: install
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: install
+	$(PIP) install -q -e ".[bench]"
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
 
 clean:
