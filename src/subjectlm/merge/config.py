@@ -1,0 +1,37 @@
+"""The merge stage's config: which base, which adapters (in order), where, in which dtype."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from subjectlm.config import ConfigError, option
+
+DTYPES = ("auto", "fp32", "bf16", "fp16")
+
+
+@dataclass
+class MergeConfig:
+    base: str = option("", help="base model: a local HF model directory or `default`", aliases=("--base_model",))
+    lora: list[str] = option([], help="LoRA adapter directories, merged one after another in this order",
+                             aliases=("--lora_model",))
+    output_dir: str = option("", help="directory for the merged model (written atomically)")
+    dtype: str = option("auto", help="dtype of the merged weights: auto (keep the base's) | fp32 | bf16 | fp16")
+    verify: bool = option(False, help="after merging, compare logits of the merged model with base+adapters in peft")
+    verify_tolerance: float | None = option(
+        None, help="largest max-abs logit difference --verify accepts (default: 1e-3 fp32, 5e-2 fp16, 0.25 bf16)")
+    overwrite: bool = option(False, help="replace an existing output_dir")
+    allow_pickle: bool = option(False, help="accept .bin (pickle) base or adapter weights; pickles can run code")
+
+    def __post_init__(self) -> None:
+        if not self.base:
+            raise ConfigError("base: the base model is required (a model directory or `default`)")
+        if isinstance(self.lora, str):
+            self.lora = [self.lora]
+        if not self.lora:
+            raise ConfigError("lora: give at least one adapter directory")
+        if not self.output_dir:
+            raise ConfigError("output_dir: required")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.verify_tolerance is not None and self.verify_tolerance <= 0:
+            raise ConfigError("verify_tolerance: must be positive")

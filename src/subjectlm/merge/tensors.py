@@ -1,0 +1,216 @@
+"""A small safetensors reader and streaming writer over numpy, one tensor at a time.
+
+Why not `safetensors.safe_open`: it needs torch for bf16 (numpy has no bf16), and
+importing torch alone costs ~270 MB of RSS and ~2 s, more than a merge of one shard
+needs. The format is simple (8-byte little-endian header length, a JSON header of
+name -> dtype/shape/byte range, then the raw bytes), so reading a tensor is a seek and
+a read into a fresh buffer: nothing is memory-mapped, so the process holds only the
+tensor it is working on. Writing knows every tensor's size up front, writes the
+header first and then streams the tensors in header order.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterable
+
+import numpy as np
+
+# safetensors dtype code -> bytes per element
+ITEMSIZE = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
+    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1,
+}
+# The float formats we can decode to float32 and encode back (merge targets, --dtype).
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
+DTYPE_NAMES = {"fp32": "F32", "bf16": "BF16", "fp16": "F16"}
+# config.json spelling of each code (transformers writes torch dtype names)
+TORCH_NAMES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
+_COPY_CHUNK = 16 << 20  # bytes per read when copying a tensor unchanged
+
+
+class SafetensorsFormatError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Where one tensor lives: file, dtype code, shape and absolute byte range."""
+
+    name: str
+    file: Path
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+
+def read_header(path: str | Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    """The tensors of one .safetensors file (by name) and its `__metadata__`."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        raw = handle.read(8)
+        if len(raw) != 8:
+            raise SafetensorsFormatError(f"{path}: not a safetensors file (too short)")
+        (length,) = struct.unpack("<Q", raw)
+        size = path.stat().st_size
+        if length > size - 8 or length > 100 << 20:
+            raise SafetensorsFormatError(f"{path}: not a safetensors file (bad header length)")
+        try:
+            header = json.loads(handle.read(length))
+        except ValueError as exc:
+            raise SafetensorsFormatError(f"{path}: not a safetensors file ({exc})") from None
+    base = 8 + length
+    metadata = header.pop("__metadata__", None) or {}
+    tensors = {}
+    for name, entry in header.items():
+        dtype, shape = entry["dtype"], tuple(int(d) for d in entry["shape"])
+        begin, end = entry["data_offsets"]
+        if dtype not in ITEMSIZE:
+            raise SafetensorsFormatError(f"{path}: tensor {name}: unsupported dtype {dtype}")
+        if end - begin != ITEMSIZE[dtype] * int(np.prod(shape, dtype=np.int64)) or base + end > size:
+            raise SafetensorsFormatError(f"{path}: tensor {name}: byte range does not match its shape")
+        tensors[name] = TensorInfo(name, path, dtype, shape, base + begin, base + end)
+    return tensors, metadata
+
+
+def read_bytes(info: TensorInfo) -> bytearray:
+    buffer = bytearray(info.nbytes)
+    with open(info.file, "rb") as handle:
+        handle.seek(info.start)
+        if handle.readinto(buffer) != info.nbytes:
+            raise SafetensorsFormatError(f"{info.file}: tensor {info.name} is truncated")
+    return buffer
+
+
+def read_float32(info: TensorInfo) -> np.ndarray:
+    """A float tensor decoded to a (writable) float32 array; bf16 widens exactly."""
+    return decode_float32(read_bytes(info), info.dtype, info.shape)
+
+
+def decode_float32(buffer: bytearray | bytes, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    if dtype == "F32":
+        return np.frombuffer(buffer, dtype="<f4").reshape(shape)
+    if dtype == "F16":
+        return np.frombuffer(buffer, dtype="<f2").astype(np.float32).reshape(shape)
+    if dtype == "BF16":
+        # bf16 is the top half of a float32: shift the 16 bits into place.
+        return (np.frombuffer(buffer, dtype="<u2").astype(np.uint32) << 16).view(np.float32).reshape(shape)
+    if dtype == "F64":
+        return np.frombuffer(buffer, dtype="<f8").astype(np.float32).reshape(shape)
+    raise SafetensorsFormatError(f"cannot decode {dtype} as a float tensor")
+
+
+def encode(array: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 array -> array whose bytes are `dtype` (round to nearest even, as torch does)."""
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if dtype == "F32":
+        return array
+    if dtype == "F16":
+        return array.astype("<f2")
+    if dtype == "F64":
+        return array.astype("<f8")
+    if dtype == "BF16":
+        bits = array.view(np.uint32)
+        rounded = ((bits + (0x7FFF + ((bits >> 16) & 1))) >> 16).astype(np.uint16)
+        nan = np.isnan(array)
+        if nan.any():  # keep NaN a (quiet) NaN instead of rounding it into infinity
+            rounded[nan] = ((bits[nan] >> 16) | 0x0040).astype(np.uint16)
+        return rounded
+    raise SafetensorsFormatError(f"cannot encode float32 as {dtype}")
+
+
+def copy_tensor(info: TensorInfo, out: BinaryIO) -> None:
+    """Copy a tensor's bytes unchanged, in bounded chunks."""
+    with open(info.file, "rb") as handle:
+        handle.seek(info.start)
+        left = info.nbytes
+        while left:
+            chunk = handle.read(min(left, _COPY_CHUNK))
+            if not chunk:
+                raise SafetensorsFormatError(f"{info.file}: tensor {info.name} is truncated")
+            out.write(chunk)
+            left -= len(chunk)
+
+
+def same_bytes(a: TensorInfo, b: TensorInfo) -> bool:
+    """Whether two stored tensors are bit-identical (compared in chunks)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    with open(a.file, "rb") as fa, open(b.file, "rb") as fb:
+        fa.seek(a.start)
+        fb.seek(b.start)
+        left = a.nbytes
+        while left:
+            n = min(left, _COPY_CHUNK)
+            if fa.read(n) != fb.read(n):
+                return False
+            left -= n
+    return True
+
+
+class ShardWriter:
+    """Write one .safetensors file: declare every tensor first, then stream them in order.
+
+    Tensors are laid out largest element size first (then by name), as safetensors
+    itself does, so that every tensor starts aligned to its element size.
+    """
+
+    def __init__(self, path: str | Path, entries: Iterable[tuple[str, str, tuple[int, ...]]],
+                 metadata: dict[str, str] | None = None):
+        self.path = Path(path)
+        ordered = sorted(entries, key=lambda e: (-ITEMSIZE[e[1]], e[0]))
+        header: dict[str, object] = {"__metadata__": dict(metadata or {"format": "pt"})}
+        offset = 0
+        self.order: list[tuple[str, int]] = []
+        for name, dtype, shape in ordered:
+            nbytes = ITEMSIZE[dtype] * int(np.prod(shape, dtype=np.int64))
+            header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+            self.order.append((name, nbytes))
+            offset += nbytes
+        self.data_size = offset
+        text = json.dumps(header, separators=(",", ":")).encode()
+        text += b" " * (-len(text) % 8)
+        self._handle = open(self.path, "wb")
+        self._handle.write(struct.pack("<Q", len(text)) + text)
+        self._next = 0
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.order]
+
+    def write(self, name: str, data: np.ndarray | TensorInfo) -> None:
+        """Write the next tensor: an array (already in the declared dtype) or a stored tensor to copy."""
+        expected, nbytes = self.order[self._next]
+        if name != expected:
+            raise RuntimeError(f"{self.path}: wrote {name} where {expected} was due")
+        size = data.nbytes
+        if size != nbytes:
+            raise RuntimeError(f"{self.path}: {name} has {size} bytes, declared {nbytes}")
+        if isinstance(data, TensorInfo):
+            copy_tensor(data, self._handle)
+        else:
+            self._handle.write(np.ascontiguousarray(data).data)
+        self._next += 1
+
+    def close(self) -> None:
+        done = self._next == len(self.order)
+        self._handle.close()
+        if not done:
+            raise RuntimeError(f"{self.path}: closed after {self._next} of {len(self.order)} tensors")
+
+    def __enter__(self) -> "ShardWriter":
+        return self
+
+    def __exit__(self, exc_type, *rest) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._handle.close()
