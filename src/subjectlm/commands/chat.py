@@ -1,7 +1,25 @@
-"""`subjectlm chat`: interactive chat with a model (issue #7; not landed yet)."""
+"""`subjectlm chat`: multi-turn chat in the terminal (streaming), or one `--prompt`."""
 
-from subjectlm.commands._common import pending
+from __future__ import annotations
+
+import argparse
+
+from subjectlm.commands._common import run_with_user_errors
+from subjectlm.config import add_config_arguments, config_from_args
 
 
-def add_parser(subparsers):
-    return pending(subparsers, "chat", "interactive chat with a model", issue=7)
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from subjectlm.serve.chat import ChatConfig
+
+    parser = subparsers.add_parser("chat", help="chat with a model (HF dir or GGUF) in the terminal",
+                                   description="Multi-turn chat, streamed. /reset forgets, /exit leaves. "
+                                               "--prompt answers one message and exits.")
+    add_config_arguments(parser, ChatConfig)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from subjectlm.serve.chat import ChatConfig, run as chat
+
+    return run_with_user_errors(lambda: chat(config_from_args(ChatConfig, args)))

@@ -1,7 +1,90 @@
-"""`subjectlm export`: export to GGUF for llama.cpp, quantize, verify (issue #7; not landed yet)."""
+"""`subjectlm export gguf|verify|ollama`: GGUF for llama.cpp, quantized, checked against HF."""
 
-from subjectlm.commands._common import pending
+from __future__ import annotations
+
+import argparse
+
+from subjectlm.commands._common import run_with_user_errors
+from subjectlm.config import add_config_arguments, config_from_args
 
 
-def add_parser(subparsers):
-    return pending(subparsers, "export", "export to GGUF for llama.cpp, quantize, verify", issue=7)
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    from subjectlm.export.stage import GGUFConfig, OllamaConfig, VerifyConfig
+
+    parser = subparsers.add_parser("export", help="export to GGUF for llama.cpp, quantize, verify, ollama Modelfile")
+    actions = parser.add_subparsers(dest="export_action", metavar="ACTION", required=True)
+    gguf = actions.add_parser("gguf", help="convert a model to GGUF (and quantize it with llama.cpp)",
+                              description="Convert a HF model directory to GGUF; --quantize writes NAME-TYPE.gguf too.")
+    add_config_arguments(gguf, GGUFConfig)
+    gguf.set_defaults(func=run_gguf)
+    verify = actions.add_parser("verify", help="compare GGUF files with the HF model: KL divergence, top-1, perplexity",
+                                description="Score the same tokens with the HF model and each GGUF; one row per GGUF.")
+    add_config_arguments(verify, VerifyConfig)
+    verify.set_defaults(func=run_verify)
+    ollama = actions.add_parser("ollama", help="write an ollama Modelfile (chat template, stop tokens) beside a GGUF")
+    add_config_arguments(ollama, OllamaConfig)
+    ollama.set_defaults(func=run_ollama)
+    return parser
+
+
+def _errors():
+    from subjectlm.export.gguf import ExportError
+    from subjectlm.export.quantize import QuantizeError
+    from subjectlm.export.vocab import VocabError
+
+    return ExportError, QuantizeError, VocabError
+
+
+def _guarded(fn):
+    from subjectlm.errors import UserError
+
+    try:
+        return run_with_user_errors(fn)
+    except _errors() as exc:
+        raise UserError(str(exc)) from exc
+
+
+def run_gguf(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from subjectlm.export.stage import GGUFConfig, export_all
+
+    def job():
+        config = config_from_args(GGUFConfig, args)
+        paths = export_all(config.model, Path(config.output), config.outtype, config.quantize, config.overwrite,
+                           config.pre_tokenizer, config.trust_remote_code)
+        if config.verify:
+            from subjectlm.export.verify import format_table, verify
+
+            print(format_table(verify(config.model, paths)))
+        return 0
+
+    return _guarded(job)
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from subjectlm.export.stage import VerifyConfig
+    from subjectlm.export.verify import format_table, verify
+
+    def job():
+        config = config_from_args(VerifyConfig, args)
+        text = Path(config.data).read_text(encoding="utf-8") if config.data else None
+        print(format_table(verify(config.model, config.gguf, text, config.max_tokens)))
+        return 0
+
+    return _guarded(job)
+
+
+def run_ollama(args: argparse.Namespace) -> int:
+    from subjectlm.export.ollama import write_modelfile
+    from subjectlm.export.stage import OllamaConfig
+
+    def job():
+        config = config_from_args(OllamaConfig, args)
+        path, chat_format = write_modelfile(config.gguf, config.output, config.system, config.overwrite)
+        print(f"wrote {path} (chat format: {chat_format or 'not recognised; ollama will guess from the GGUF'})")
+        return 0
+
+    return _guarded(job)

@@ -1,0 +1,139 @@
+"""Export as a stage: configs for `subjectlm export gguf|verify|ollama` and the recipe stage.
+
+`export_all` is the whole job (convert, quantize, optionally verify and answer one
+question through llama.cpp); the CLI and the recipe stage both call it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from subjectlm.config import ConfigError, option
+from subjectlm.export.gguf import OUTTYPES
+
+
+def _check_outtype(outtype: str, quantize: list[str]) -> None:
+    if outtype not in OUTTYPES:
+        raise ConfigError(f"outtype: {outtype!r} is not one of {', '.join(OUTTYPES)}")
+    if quantize and outtype == "q8_0":
+        raise ConfigError("quantize: quantize from an f16, bf16 or f32 export, not from outtype q8_0")
+
+
+@dataclasses.dataclass
+class GGUFConfig:
+    model: str = option("default", help="model directory or `default`", aliases=("--model_name_or_path",))
+    output: str = option("model.gguf", help="GGUF file to write (quantized files go beside it as NAME-TYPE.gguf)",
+                         aliases=("--outfile",))
+    outtype: str = option("f16", help="f16 | bf16 | f32 | q8_0")
+    quantize: list[str] = option([], help="llama.cpp types to quantize to as well, e.g. q4_k_m,q8_0")
+    verify: bool = option(False, help="compare every written GGUF with the HF model and print the table")
+    pre_tokenizer: str | None = option(None, help="llama.cpp pre-tokenizer name, when it cannot be detected")
+    overwrite: bool = option(False, help="replace existing output files")
+    trust_remote_code: bool = option(False, help="allow custom tokenizer code from the model directory")
+
+    def __post_init__(self):
+        _check_outtype(self.outtype, self.quantize)
+        if not self.output.endswith(".gguf"):
+            raise ConfigError(f"output: {self.output!r} should end in .gguf")
+
+
+@dataclasses.dataclass
+class VerifyConfig:
+    model: str = option("default", help="the HF model the GGUF was exported from")
+    gguf: list[str] = option([], help="one or more GGUF files to compare with it")
+    data: str | None = option(None, help="text file to score (default: a held-out sample shipped with subjectlm)")
+    max_tokens: int = option(512, help="tokens of the text to compare")
+
+    def __post_init__(self):
+        if not self.gguf:
+            raise ConfigError("gguf: give at least one .gguf file")
+        for path in self.gguf:
+            if not Path(path).is_file():
+                raise ConfigError(f"gguf: {path} does not exist")
+        if self.data is not None and not Path(self.data).is_file():
+            raise ConfigError(f"data: {self.data} does not exist")
+        if self.max_tokens < 2:
+            raise ConfigError("max_tokens: must be at least 2")
+
+
+@dataclasses.dataclass
+class OllamaConfig:
+    gguf: str = option("", help="the GGUF file the Modelfile points to")
+    output: str | None = option(None, help="Modelfile path (default: Modelfile beside the GGUF)")
+    system: str | None = option(None, help="default system prompt")
+    overwrite: bool = option(False, help="replace an existing Modelfile")
+
+    def __post_init__(self):
+        if not self.gguf or not Path(self.gguf).is_file():
+            raise ConfigError(f"gguf: {self.gguf or '(none)'} is not a GGUF file")
+
+
+@dataclasses.dataclass
+class ExportStageConfig:
+    model: str = option("default", help="model directory to export (the pipeline fills in the latest model)")
+    output_dir: str = option("runs/export", help="folder for model-OUTTYPE.gguf and the quantized files")
+    outtype: str = option("f16", help="f16 | bf16 | f32 | q8_0")
+    quantize: list[str] = option(["q8_0"], help="llama.cpp types to quantize to as well")
+    verify: bool = option(True, help="compare every GGUF with the HF model; writes verify.json")
+    question: str | None = option(None, help="ask this through llama.cpp (the last GGUF) and keep the answer")
+    ollama: bool = option(False, help="write a Modelfile for ollama beside the GGUFs")
+    overwrite: bool = option(True, help="replace earlier outputs (a recipe re-run re-exports)")
+
+    def __post_init__(self):
+        _check_outtype(self.outtype, self.quantize)
+
+
+def export_all(model: str, output: Path, outtype: str, quantize: list[str], overwrite: bool,
+               pre_tokenizer: str | None = None, trust_remote_code: bool = False) -> list[Path]:
+    """The base export, then one quantized file per type; returns all paths written."""
+    from subjectlm.export.gguf import export_gguf
+    from subjectlm.export.quantize import quantize as quantize_file
+    from subjectlm.models import resolve_model
+
+    model_dir = resolve_model(model)
+    if model_dir.suffix == ".gguf":
+        raise ConfigError(f"model: {model} is already a GGUF; give the HF model directory")
+    result = export_gguf(model_dir, output, outtype, overwrite=overwrite, pre_tokenizer=pre_tokenizer,
+                         trust_remote_code=trust_remote_code)
+    print(f"wrote {result.path} ({result.arch}, {outtype}, {result.size_bytes / 2**20:.1f} MiB, "
+          f"end of turn {result.eot!r})", flush=True)
+    paths = [result.path]
+    for qtype in quantize:
+        target = output.with_name(f"{output.stem}-{qtype.lower()}.gguf")
+        quantize_file(output, target, qtype, overwrite=overwrite)
+        print(f"wrote {target} ({qtype}, {target.stat().st_size / 2**20:.1f} MiB)", flush=True)
+        paths.append(target)
+    return paths
+
+
+def run(config: ExportStageConfig) -> dict:
+    """Recipe stage: export, quantize, verify, optionally answer a question through llama.cpp."""
+    from subjectlm.io import write_json
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = export_all(config.model, out / f"model-{config.outtype}.gguf", config.outtype, config.quantize,
+                       config.overwrite)
+    summary = [f"{len(paths)} GGUF(s) in {out}"]
+    if config.verify:
+        from subjectlm.export.verify import format_table, verify
+
+        rows = verify(config.model, paths)
+        print(format_table(rows), flush=True)
+        write_json(out / "verify.json", [dataclasses.asdict(r) for r in rows])
+        summary.append("; ".join(f"{Path(r.name).stem}: KLD {r.mean_kld:.1e}, top-1 {r.top1:.1%}" for r in rows))
+    if config.ollama:
+        from subjectlm.export.ollama import write_modelfile
+
+        write_modelfile(paths[-1], overwrite=True)
+    if config.question:
+        from subjectlm.serve.backends import GenParams, open_backend
+
+        backend = open_backend(paths[-1], "llamacpp")
+        reply = "".join(p.text for p in backend.chat([{"role": "user", "content": config.question}],
+                                                     GenParams(max_tokens=128)))
+        print(f"Q: {config.question}\nA: {reply}", flush=True)
+        write_json(out / "answer.json", {"gguf": str(paths[-1]), "question": config.question, "answer": reply})
+        summary.append(f"answer: {reply.strip()[:60]!r}")
+    return {"summary": "; ".join(summary)}

@@ -1,0 +1,222 @@
+"""`subjectlm serve`: an OpenAI-compatible HTTP server over one backend (FastAPI + uvicorn).
+
+Endpoints: GET /v1/models, POST /v1/chat/completions and /v1/completions (both with
+`stream`: server-sent events ending in `data: [DONE]`), GET /health. Safe by default:
+binds 127.0.0.1; with an API key every /v1 request needs `Authorization: Bearer KEY`
+(401 otherwise); bodies are capped (413), malformed or out-of-range requests get a 400
+with an OpenAI-style `{"error": {"message": ...}}`, and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import json
+import os
+import time
+import uuid
+from typing import Any, Iterator, Literal
+
+from subjectlm.config import ConfigError, option
+
+
+@dataclasses.dataclass
+class ServeConfig:
+    model: str = option("default", help="model directory, `default`, or a .gguf file", aliases=("--model_name_or_path",))
+    backend: str = option("auto", help="auto (GGUF -> llamacpp, else hf) | hf | llamacpp | vllm")
+    host: str = option("127.0.0.1", help="address to bind; anything but localhost exposes the model to the network")
+    port: int = option(8000, help="TCP port")
+    api_key: str | None = option(None, help="require `Authorization: Bearer KEY` (or set SUBJECTLM_API_KEY)")
+    n_ctx: int = option(4096, help="llama.cpp context length (tokens)")
+    max_tokens_limit: int = option(4096, help="largest max_tokens a request may ask for")
+    max_body_bytes: int = option(1 << 20, help="largest request body accepted (bytes)")
+    trust_remote_code: bool = option(False, help="allow custom model code from the model directory")
+
+    def __post_init__(self):
+        from subjectlm.serve.backends import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port: {self.port} is not a TCP port")
+        for name in ("n_ctx", "max_tokens_limit", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be positive")
+        if self.api_key is None:
+            self.api_key = os.environ.get("SUBJECTLM_API_KEY") or None
+
+
+def _schemas(max_tokens_limit: int):
+    """Request models; built per app so the max_tokens bound is the server's own."""
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class Message(BaseModel):
+        role: Literal["system", "user", "assistant"]
+        content: str = Field(max_length=1_000_000)
+
+    class Common(BaseModel):
+        model_config = ConfigDict(extra="ignore")  # clients send fields we do not use (user, stream_options)
+        model: str | None = None
+        max_tokens: int | None = Field(None, ge=1, le=max_tokens_limit)
+        max_completion_tokens: int | None = Field(None, ge=1, le=max_tokens_limit)
+        temperature: float = Field(0.0, ge=0.0, le=2.0)
+        top_p: float = Field(1.0, gt=0.0, le=1.0)
+        stop: str | list[str] | None = None
+        seed: int | None = None
+        n: int = Field(1, ge=1, le=1)
+        stream: bool = False
+
+    class ChatRequest(Common):
+        messages: list[Message] = Field(min_length=1)
+
+    class CompletionRequest(Common):
+        prompt: str
+
+    return ChatRequest, CompletionRequest
+
+
+def _params(req) -> Any:
+    from subjectlm.serve.backends import GenParams
+
+    stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+    return GenParams(max_tokens=req.max_completion_tokens or req.max_tokens or 256, temperature=req.temperature,
+                     top_p=req.top_p, stop=stop, seed=req.seed)
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error"):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": status}}, status_code=status)
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse bodies over `limit` bytes (by Content-Length, or while reading)."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await _error(413, f"request body over {self.limit} bytes")(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                from fastapi import HTTPException
+
+                raise HTTPException(413, f"request body over {self.limit} bytes")
+            return message
+
+        return await self.app(scope, limited, send)
+
+
+def create_app(backend, api_key: str | None = None, max_tokens_limit: int = 4096, max_body_bytes: int = 1 << 20):
+    from fastapi import Depends, FastAPI, HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import StreamingResponse
+
+    ChatRequest, CompletionRequest = _schemas(max_tokens_limit)
+    app = FastAPI(title="subjectlm", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(_BodyLimit, limit=max_body_bytes)
+    created = int(time.time())
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":
+            return _error(400, f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": "))
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _error(400, f"{where}: {first.get('msg', 'invalid value')}" if where else first.get("msg", "invalid request"))
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException):
+        kind = "authentication_error" if exc.status_code == 401 else "invalid_request_error"
+        return _error(exc.status_code, str(exc.detail), kind)
+
+    def authorize(request: Request) -> None:
+        if api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        given = header[7:] if header.lower().startswith("bearer ") else ""
+        if not hmac.compare_digest(given.encode(), api_key.encode()):
+            raise HTTPException(401, "missing or wrong API key (send `Authorization: Bearer KEY`)")
+
+    # Any `model` name a client sends is served by the one loaded model, as llama.cpp's server does.
+    @app.get("/health")
+    def health():
+        return {"status": "ok"}
+
+    @app.get("/v1/models", dependencies=[Depends(authorize)])
+    def models():
+        return {"object": "list", "data": [{"id": backend.model_id, "object": "model", "created": created,
+                                            "owned_by": "subjectlm"}]}
+
+    def sse(chunks: Iterator[dict]) -> StreamingResponse:
+        def body():
+            try:
+                for chunk in chunks:
+                    yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+            except Exception as exc:  # headers are sent already: report in-band
+                yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'server_error'}})}\n\n"
+            yield "data: [DONE]\n\n"
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    def usage(last) -> dict:
+        return {"prompt_tokens": last.prompt_tokens, "completion_tokens": last.completion_tokens,
+                "total_tokens": last.prompt_tokens + last.completion_tokens}
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
+    def chat_completions(req: ChatRequest):
+        pieces = backend.chat([m.model_dump() for m in req.messages], _params(req))
+        rid, now = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        head = {"id": rid, "created": now, "model": backend.model_id}
+        if req.stream:
+            def chunks():
+                yield {**head, "object": "chat.completion.chunk",
+                       "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+                for p in pieces:
+                    delta = {"content": p.text} if p.text else {}
+                    yield {**head, "object": "chat.completion.chunk",
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": p.finish_reason}]}
+            return sse(chunks())
+        parts = list(pieces)
+        return {**head, "object": "chat.completion",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(p.text for p in parts)},
+                             "finish_reason": parts[-1].finish_reason}],
+                "usage": usage(parts[-1])}
+
+    @app.post("/v1/completions", dependencies=[Depends(authorize)])
+    def completions(req: CompletionRequest):
+        pieces = backend.complete(req.prompt, _params(req))
+        rid, now = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        head = {"id": rid, "object": "text_completion", "created": now, "model": backend.model_id}
+        if req.stream:
+            return sse({**head, "choices": [{"index": 0, "text": p.text, "logprobs": None,
+                                             "finish_reason": p.finish_reason}]} for p in pieces)
+        parts = list(pieces)
+        return {**head, "choices": [{"index": 0, "text": "".join(p.text for p in parts), "logprobs": None,
+                                     "finish_reason": parts[-1].finish_reason}],
+                "usage": usage(parts[-1])}
+
+    return app
+
+
+def serve(config: ServeConfig) -> None:
+    """Load the backend, then serve until interrupted."""
+    import uvicorn
+
+    from subjectlm.serve.backends import open_backend
+
+    if config.host not in ("127.0.0.1", "localhost", "::1") and not config.api_key:
+        print(f"warning: serving on {config.host} without --api_key: anyone who can reach this port can use the model",
+              flush=True)
+    backend = open_backend(config.model, config.backend, n_ctx=config.n_ctx, trust_remote_code=config.trust_remote_code)
+    app = create_app(backend, config.api_key, config.max_tokens_limit, config.max_body_bytes)
+    print(f"serving {backend.model_id} ({backend.name}) on http://{config.host}:{config.port}/v1", flush=True)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
