@@ -137,16 +137,22 @@ def read_adapter(path: str | Path, weights: Path) -> Adapter:
     fan_in_fan_out = bool(config.get("fan_in_fan_out"))
     pairs: dict[str, dict[str, TensorInfo]] = {}
     ops: dict[str, list[Op]] = {}
-    for key, info in tensors.items():
+    replaced: dict[str, TensorInfo] = {}
+    for key, info in sorted(tensors.items()):
         local = key[len(PREFIX):] if key.startswith(PREFIX) else key
-        local = local.replace(".base_layer.", ".")
+        if ".original_module." in local:
+            continue  # the base's own (possibly resized) weights, saved alongside a resized copy
+        # "<m>.modules_to_save.weight" duplicates "<m>.weight" (peft saves both when the vocabulary was resized).
+        local = local.replace(".base_layer.", ".").replace(".modules_to_save.", ".")
         match = re.fullmatch(r"(.+)\.(lora_A\.weight|lora_B\.weight|lora_B\.bias|lora_embedding_A|lora_embedding_B)", local)
         if match:
             pairs.setdefault(match.group(1), {})[match.group(2)] = info
         elif ".lora_" in local or "lora_magnitude_vector" in local:
             raise MergeError(f"{path}: adapter tensor {key} is of a kind this merge does not know")
-        else:
-            ops.setdefault(local, []).append(Op("replace", name, info))
+        elif local not in replaced or ".modules_to_save." not in key:
+            replaced[local] = info
+    for local, info in replaced.items():
+        ops[local] = [Op("replace", name, info)]
     for module, parts in sorted(pairs.items()):
         r, scale = scale_for(config, module)
         if "lora_A.weight" in parts and "lora_B.weight" in parts:
