@@ -1,0 +1,32 @@
+"""What `subjectlm pt`, `sft` (and `dpo`) share: flags from the stage's config dataclass, one run call."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Callable
+
+from subjectlm.commands._common import run_with_user_errors
+from subjectlm.config import add_config_arguments, config_from_args
+
+DISTRIBUTED = ("Distributed: the same command runs under `torchrun --nproc_per_node N -m subjectlm ...` or "
+               "`accelerate launch [--config_file fsdp_or_deepspeed.yaml] -m subjectlm ...`.")
+
+
+def add_train_parser(subparsers: Any, name: str, help: str, config_cls: type, func: Callable) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(name, help=help, description=f"{help}. {DISTRIBUTED}")
+    add_config_arguments(parser, config_cls)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def run_stage(args: argparse.Namespace, config_cls: type, load_run: Callable[[], Callable]) -> int:
+    def go() -> dict:
+        config = config_from_args(config_cls, args)
+        return load_run()(config)
+
+    result = run_with_user_errors(go)
+    print(result.get("summary", ""))
+    where = result.get("adapter") or result.get("model")
+    if where:
+        print(f"saved to {where}")
+    return 0

@@ -1,0 +1,137 @@
+"""Training configs shared by pt, sft (and dpo): one dataclass of common fields, one subclass per stage.
+
+Flag names follow Chinese-LLaMA-Alpaca's run_clm_*_with_peft.py scripts where they had one
+(aliases such as --model_name_or_path, --dataset_dir), so their shell scripts keep working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from subjectlm.config import ConfigError, option
+from subjectlm.train.templates import TEMPLATES
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
+
+
+@dataclass
+class TrainConfig:
+    # --- what to train
+    model: str = option("default", help="base model: a local HF directory or `default`",
+                        aliases=("--model_name_or_path",))
+    data: list[str] = option([], help="training files or folders (.txt .json .jsonl .parquet)",
+                             aliases=("--dataset_dir", "--train_file"))
+    validation_file: list[str] = option([], help="validation files (evaluated every eval_steps)")
+    output_dir: str = option("", help="where the adapter, tokenizer, metrics and checkpoints go")
+    tokenizer: str = option("", help="tokenizer directory if not the model's (embeddings are resized if it grew)",
+                            aliases=("--tokenizer_name_or_path",))
+    skip_invalid: bool = option(False, help="skip bad records (reported) instead of stopping at the first")
+    # --- LoRA / full
+    lora_rank: int = option(8, help="LoRA rank r")
+    lora_alpha: float = option(32.0, help="LoRA alpha (scale = alpha / r)")
+    lora_dropout: float = option(0.05, help="dropout on the LoRA input")
+    lora_trainable: list[str] = option(["all-linear"], help="modules that get LoRA: names (q_proj,v_proj,...) or all-linear",
+                                       aliases=("--trainable",))
+    modules_to_save: list[str] = option([], help="modules trained in full and saved with the adapter, e.g. embed_tokens,lm_head")
+    full_finetuning: bool = option(False, help="train all weights, no LoRA (saves a full model)")
+    load_in_kbits: int = option(16, help="4 or 8: QLoRA base weights through bitsandbytes (GPU only); 16: off")
+    peft_path: str = option("", help="an existing LoRA adapter to continue training")
+    trust_remote_code: bool = option(False, help="allow model code from the model directory")
+    # --- optimisation
+    learning_rate: float = option(1e-4, help="peak learning rate")
+    lr_scheduler_type: str = option("cosine", help="learning-rate schedule: " + ", ".join(SCHEDULERS))
+    warmup_ratio: float = option(0.03, help="fraction of the steps spent warming up (ignored if warmup_steps > 0)")
+    warmup_steps: int = option(0, help="warm-up steps")
+    weight_decay: float = option(0.0, help="AdamW weight decay")
+    max_grad_norm: float = option(1.0, help="gradient clipping norm")
+    num_train_epochs: float = option(1.0, help="epochs over the data (ignored if max_steps > 0)")
+    max_steps: int = option(-1, help="optimizer steps; > 0 overrides num_train_epochs")
+    per_device_train_batch_size: int = option(4, help="examples (pt: blocks) per device per micro-step")
+    per_device_eval_batch_size: int = option(4, help="examples per device per evaluation step")
+    gradient_accumulation_steps: int = option(1, help="micro-steps per optimizer step")
+    seed: int = option(42, help="random seed (data order, LoRA init, dropout)")
+    # --- precision and memory
+    bf16: bool = option(False, help="bfloat16 mixed precision")
+    fp16: bool = option(False, help="float16 mixed precision (GPU)")
+    torch_dtype: str = option("float32", help="dtype the base weights are loaded in: " + ", ".join(DTYPES))
+    gradient_checkpointing: bool = option(False, help="recompute activations in backward: less memory, ~30% slower")
+    # --- bookkeeping
+    logging_steps: int = option(10, help="log the loss every N steps")
+    save_steps: int = option(200, help="checkpoint every N steps (for --resume)")
+    eval_steps: int = option(200, help="evaluate every N steps when there is validation data")
+    save_total_limit: int = option(3, help="checkpoints kept")
+    overwrite_output_dir: bool = option(False, help="replace an existing output_dir")
+    resume: bool = option(False, help="continue from the last checkpoint in output_dir",
+                          aliases=("--resume_from_checkpoint",))
+    report_to: list[str] = option(["tensorboard"], help="trackers besides metrics.jsonl (tensorboard, none)")
+    ddp_timeout: int = option(3600, help="seconds a distributed process waits for the others")
+
+    def __post_init__(self) -> None:
+        if not self.output_dir:
+            raise ConfigError("output_dir: required (where the adapter and checkpoints are written)")
+        if not self.data:
+            raise ConfigError("data: give at least one training file or folder")
+        if self.lora_rank < 1 and not self.full_finetuning:
+            raise ConfigError(f"lora_rank: must be >= 1, got {self.lora_rank}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
+        if self.load_in_kbits not in (4, 8, 16):
+            raise ConfigError(f"load_in_kbits: must be 4, 8 or 16, got {self.load_in_kbits}")
+        if self.load_in_kbits != 16 and self.full_finetuning:
+            raise ConfigError("load_in_kbits: quantized base weights cannot be fully fine-tuned; drop --full_finetuning")
+        if self.full_finetuning and self.peft_path:
+            raise ConfigError("peft_path: continuing an adapter needs LoRA; drop --full_finetuning")
+        if self.torch_dtype not in DTYPES:
+            raise ConfigError(f"torch_dtype: must be one of {', '.join(DTYPES)}, got {self.torch_dtype!r}")
+        if self.lr_scheduler_type not in SCHEDULERS:
+            raise ConfigError(f"lr_scheduler_type: must be one of {', '.join(SCHEDULERS)}, got {self.lr_scheduler_type!r}")
+        if self.bf16 and self.fp16:
+            raise ConfigError("fp16: choose one of bf16 and fp16")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                     "logging_steps", "save_steps", "eval_steps", "save_total_limit"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ConfigError("num_train_epochs: must be > 0 unless max_steps is given")
+        if self.overwrite_output_dir and self.resume:
+            raise ConfigError("resume: cannot be combined with --overwrite_output_dir (which discards the checkpoints)")
+
+
+@dataclass
+class PTConfig(TrainConfig):
+    block_size: int = option(512, help="tokens per training block")
+    streaming: bool = option(False, help="read the corpus lazily (larger than memory); needs --max_steps")
+    validation_split_percentage: float = option(0.0, help="percent of blocks held out for evaluation (without --validation_file)")
+    txt_mode: str = option("auto", help="how .txt files split into documents: auto (paragraphs if blank lines separate text), line, paragraph")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.block_size < 2:
+            raise ConfigError(f"block_size: must be >= 2, got {self.block_size}")
+        if self.streaming and self.max_steps <= 0:
+            raise ConfigError("max_steps: --streaming reads the corpus lazily, so its length is unknown: give --max_steps")
+        if not 0 <= self.validation_split_percentage < 100:
+            raise ConfigError(f"validation_split_percentage: must be in [0, 100), got {self.validation_split_percentage}")
+        if self.txt_mode not in ("auto", "line", "paragraph"):
+            raise ConfigError(f"txt_mode: must be auto, line or paragraph, got {self.txt_mode!r}")
+
+
+@dataclass
+class SFTConfig(TrainConfig):
+    max_seq_length: int = option(1024, help="tokens per example; longer ones lose history, then prompt, then answer end",
+                                 aliases=("--model_max_length",))
+    template: str = option("tokenizer", help="chat template: tokenizer (its own), " + ", ".join(list(TEMPLATES)[1:]))
+    system_prompt: str = option("", help="system message for records without one")
+    packing: bool = option(True, help="lay each micro-batch end to end without padding, attention kept per example; "
+                                      "off: padded, length-grouped batches")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_seq_length < 8:
+            raise ConfigError(f"max_seq_length: must be >= 8, got {self.max_seq_length}")
+        if self.template not in TEMPLATES:
+            raise ConfigError(f"template: unknown template {self.template!r}; known: {', '.join(TEMPLATES)}")

@@ -1,0 +1,53 @@
+"""`subjectlm sft`: instruction tuning with LoRA; the loss covers assistant tokens only.
+
+Read top to bottom: config, load and tokenize (cached), model + LoRA, train, save.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from subjectlm.config import ConfigError
+from subjectlm.train.config import SFTConfig
+
+
+def load_examples(config: SFTConfig, paths: list[str], tokenizer: Any, what: str) -> tuple[list[dict], str]:
+    """Tokenized rows for `paths`, from the cache when the files, tokenizer and options are unchanged."""
+    from subjectlm.data import files_fingerprint, load_sft
+    from subjectlm.train.tokenize import cache_dir, cache_key, load_rows, save_rows, tokenize_sft
+
+    key = cache_key(files_fingerprint(paths), tokenizer, kind="sft", template=config.template,
+                    system_prompt=config.system_prompt, max_seq_length=config.max_seq_length,
+                    skip_invalid=config.skip_invalid)
+    path = cache_dir() / f"sft-{key}.safetensors"
+    cached = load_rows(path)
+    if cached is not None:
+        rows, meta = cached
+        return rows, meta["summary"] + " (cached)"
+    loaded = load_sft(paths, skip_invalid=config.skip_invalid)
+    rows, stats = tokenize_sft(loaded.items, tokenizer, config.template, config.max_seq_length, config.system_prompt)
+    if not rows:
+        raise ConfigError(f"max_seq_length: no {what} example fits in {config.max_seq_length} tokens ({stats.summary()})")
+    summary = f"{what}: {loaded.summary()}; {stats.summary()}"
+    save_rows(path, rows, {"summary": summary})
+    return rows, summary
+
+
+def run(config: SFTConfig, callbacks: list[Any] = ()) -> dict[str, Any]:
+    from subjectlm.train.setup import (build_trainer, fmt_loss, final_loss, is_main_process, load_model_for_training,
+                                       load_tokenizer_for, prepare_output_dir, train_and_save)
+
+    checkpoint = prepare_output_dir(config)
+    tokenizer = load_tokenizer_for(config)
+    train, train_summary = load_examples(config, config.data, tokenizer, "train")
+    evaluation, eval_summary = (load_examples(config, config.validation_file, tokenizer, "validation")
+                                if config.validation_file else (None, ""))
+    if is_main_process():
+        print(train_summary + (f"; {eval_summary}" if eval_summary else ""), flush=True)
+    model = load_model_for_training(config, tokenizer, packed=config.packing)
+    trainer = build_trainer(config, model, tokenizer, train, evaluation, packed=config.packing, callbacks=callbacks)
+    train_and_save(trainer, config, checkpoint, {"data": train_summary, "validation": eval_summary})
+    kind = "model" if config.full_finetuning else "adapter"
+    return {kind: str(Path(config.output_dir)),
+            "summary": f"sft {trainer.state.global_step} steps, final loss {fmt_loss(final_loss(config))}; {train_summary}"}
