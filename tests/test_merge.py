@@ -442,3 +442,14 @@ def test_merge_path_imports_neither_torch_nor_transformers(tmp_path, tiny_llama_
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
     assert_matches_peft(tmp_path / "m", tiny_llama_dir, [adapter])
+
+
+def test_recipe_merge_stage(tmp_path, tiny_llama_untied_dir):
+    from subjectlm.recipe import run_recipe
+
+    adapter = make_adapter(tiny_llama_untied_dir, tmp_path / "a", modules_to_save=["lm_head"])
+    path = tmp_path / "r.yaml"
+    path.write_text(f"model: {tiny_llama_untied_dir}\noutput_dir: out\nstages:\n  - {{stage: merge, lora: [{adapter}]}}\n")
+    (outcome,) = run_recipe(path, log=lambda *_: None)
+    assert outcome.status == "done" and "1 adapter" in outcome.summary
+    assert_matches_peft(tmp_path / "out" / "merge", tiny_llama_untied_dir, [adapter])
