@@ -1,7 +1,85 @@
-"""`subjectlm eval`: validate subject knowledge (C-Eval/CMMLU/MMLU exams, perplexity, compare) (issue #6; not landed yet)."""
+"""`subjectlm eval exam|ppl|compare`: validate subject knowledge (issue #6).
 
-from subjectlm.commands._common import pending
+Only argparse here: torch and transformers are imported when a subcommand runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from subjectlm.commands._common import print_err, run_with_user_errors
+from subjectlm.config import add_config_arguments, config_from_args
+from subjectlm.errors import UserError
+from subjectlm.eval.ppl import PPLConfig
+from subjectlm.eval.runner import ExamConfig
 
 
-def add_parser(subparsers):
-    return pending(subparsers, "eval", "validate subject knowledge (C-Eval/CMMLU/MMLU exams, perplexity, compare)", issue=6)
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("eval", help="validate subject knowledge: C-Eval/CMMLU/MMLU exams, perplexity, compare",
+                                   description="Validate subject knowledge: exams, perplexity, before/after comparison.")
+    actions = parser.add_subparsers(dest="eval_action", metavar="ACTION", required=True)
+
+    exam = actions.add_parser(
+        "exam", help="answer a multiple-choice exam (C-Eval, CMMLU or MMLU layout) with the official prompts",
+        description="Answer an exam with the official answer-only prompts (few-shot prefix computed once per "
+                    "subject). Writes predictions.jsonl, summary.json, report.md, categories.png and, for the "
+                    "test split, submission.json.")
+    add_config_arguments(exam, ExamConfig)
+    exam.set_defaults(func=run_exam_command)
+
+    ppl = actions.add_parser("ppl", help="held-out perplexity per text file (sliding window)")
+    add_config_arguments(ppl, PPLConfig)
+    ppl.set_defaults(func=run_ppl_command)
+
+    cmp = actions.add_parser("compare", help="per-subject/category accuracy deltas of two exam runs, with McNemar test",
+                             description="Compare two `eval exam` output dirs question by question "
+                                         "(exact McNemar test on the questions both answered).")
+    cmp.add_argument("run_a", metavar="RUN_A", help="output dir of the first run (e.g. the base model)")
+    cmp.add_argument("run_b", metavar="RUN_B", help="output dir of the second run (e.g. the tuned model)")
+    cmp.add_argument("--output_dir", default=None, help="where compare.json/.md/.png go (default: RUN_B/compare)")
+    cmp.set_defaults(func=run_compare_command)
+    return parser
+
+
+def _own_errors(fn):
+    """Our user-fixable errors (bad exam files, missing backend library) become one-line errors too."""
+    from subjectlm.eval.backends import BackendUnavailable
+    from subjectlm.eval.compare import CompareError
+    from subjectlm.eval.exams import ExamError
+
+    def call():
+        try:
+            return fn()
+        except (ExamError, CompareError, BackendUnavailable) as exc:
+            raise UserError(str(exc)) from exc
+
+    return run_with_user_errors(call)
+
+
+def run_exam_command(args: argparse.Namespace) -> int:
+    from subjectlm.eval.report import render_markdown
+    from subjectlm.eval.runner import run_exam
+
+    config = run_with_user_errors(lambda: config_from_args(ExamConfig, args))
+    summary = _own_errors(lambda: run_exam(config, log=print_err))
+    print(render_markdown(summary))
+    print(f"outputs in {config.output_dir}")
+    return 0
+
+
+def run_ppl_command(args: argparse.Namespace) -> int:
+    from subjectlm.eval.ppl import run_ppl
+
+    config = run_with_user_errors(lambda: config_from_args(PPLConfig, args))
+    result = _own_errors(lambda: run_ppl(config))
+    print(f"overall perplexity {result['overall']['ppl']:.3f} over {result['overall']['tokens']} tokens")
+    return 0
+
+
+def run_compare_command(args: argparse.Namespace) -> int:
+    from subjectlm.eval.compare import compare_runs, render_markdown
+
+    result = _own_errors(lambda: compare_runs(args.run_a, args.run_b, args.output_dir))
+    print(render_markdown(result, args.run_a, args.run_b))
+    print(f"outputs in {result['output_dir']}")
+    return 0

@@ -1,0 +1,166 @@
+"""The transformers backend: next-token log-probs from raw logits, with the shared prefix computed once.
+
+All questions of one subject start with the same header and shots (often 90% of
+the tokens). `score_next` finds the longest token prefix common to all prompts of
+a call, runs it once, and for each batch of questions expands its KV cache to the
+batch and runs only the questions' own tokens, right-padded: padding sits after
+every real token, so the causal mask keeps it invisible, and position ids continue
+from the prefix. Logits are taken from the model's output directly: no sampling
+processors (repetition penalty and friends would change them).
+
+The common prefix is found on token ids of the *full* prompts, never by tokenizing
+the prefix text alone: BPE merges across the prefix/question boundary ("\\n\\n" then
+text) would otherwise give a different tokenization from the full prompt.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Sequence
+
+from subjectlm.eval.backends import BackendUnavailable
+
+
+def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix shared by all sequences, leaving each at least one token of its own."""
+    if not seqs:
+        return 0
+    limit = min(len(s) for s in seqs) - 1
+    first = seqs[0]
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in seqs):
+        n += 1
+    return max(n, 0)
+
+
+class HFBackend:
+    def __init__(self, model: str, dtype: str = "auto", device: str | None = None, batch_size: int = 8,
+                 trust_remote_code: bool = False, prefix_reuse: bool = True):
+        import torch
+
+        from subjectlm.models import load_model, load_tokenizer
+
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
+        self.model = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+        self.device = torch.device(device)
+        self.batch_size = max(1, int(batch_size))
+        self.prefix_reuse = prefix_reuse
+        self._cont_cache: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
+        # transformers 5.x renamed the forward's `past_key_values` to `cache` (the old name warns, then goes).
+        self.cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+
+    # -- text -> tokens ---------------------------------------------------------------------------
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise BackendUnavailable("this model's tokenizer has no chat template: drop --with_prompt")
+        # Rendered to text (the template writes BOS itself if the model wants one); callers
+        # then tokenize it with add_special_tokens=False so BOS is not added a second time.
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def continuation_ids(self, prompt: str, continuations: Sequence[str], add_special_tokens: bool = True) -> list[int]:
+        """The token each continuation starts with *in context*.
+
+        "A" alone may tokenize differently from "A" after "答案：" (SentencePiece adds a
+        word-start marker; some BPEs have distinct "A" and " A" tokens), so each
+        continuation is found as the first token that prompt+continuation adds to prompt.
+        """
+        # The last characters decide how the letter tokenizes; the whole 3000-token prompt is not needed.
+        tail = prompt[-64:]
+        key = (tail, tuple(continuations))
+        if key not in self._cont_cache:
+            context = self.encode(tail, add_special_tokens=False)
+            ids = []
+            for cont in continuations:
+                whole = self.encode(tail + cont, add_special_tokens=False)
+                if whole[: len(context)] == context and len(whole) > len(context):
+                    ids.append(whole[len(context)])
+                else:  # the continuation merged into the prompt's last token: score it on its own
+                    ids.append(self.encode(cont, add_special_tokens=False)[0])
+            if len(set(ids)) != len(ids):
+                raise BackendUnavailable(f"continuations {list(continuations)} share a first token {ids}")
+            self._cont_cache[key] = ids
+        return self._cont_cache[key]
+
+    # -- scoring ----------------------------------------------------------------------------------
+    def score_next(self, prompts: Sequence[str], continuations: Sequence[str],
+                   add_special_tokens: bool = True) -> list[list[float]]:
+        seqs = [self.encode(p, add_special_tokens) for p in prompts]
+        wanted = [self.continuation_ids(p, continuations, add_special_tokens) for p in prompts]
+        return self.next_token_logprobs(seqs, wanted)
+
+    def next_token_logprobs(self, seqs: Sequence[Sequence[int]], wanted: Sequence[Sequence[int]]) -> list[list[float]]:
+        """log softmax of the logits after each sequence, at the `wanted` token ids."""
+        import torch
+
+        if not seqs:
+            return []
+        prefix_len = common_prefix_length(seqs) if self.prefix_reuse else 0
+        prefix_cache = None
+        with torch.inference_mode():
+            if prefix_len > 0:
+                ids = torch.tensor([list(seqs[0][:prefix_len])], device=self.device)
+                out = self.model(input_ids=ids, use_cache=True)
+                prefix_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            # Longest first: the peak-memory batch comes first, and similar lengths pad less.
+            order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
+            results: list[list[float]] = [[] for _ in seqs]
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start:start + self.batch_size]
+                rows = self._forward_batch([seqs[i][prefix_len:] for i in batch], prefix_len, prefix_cache)
+                for i, row in zip(batch, rows):
+                    results[i] = row[torch.tensor(list(wanted[i]), device=row.device)].tolist()
+        return results
+
+    def _forward_batch(self, suffixes: list[Sequence[int]], prefix_len: int, prefix_cache):
+        import torch
+
+        n, width = len(suffixes), max(len(s) for s in suffixes)
+        input_ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, prefix_len + width), dtype=torch.long)
+        mask[:, :prefix_len] = 1
+        for r, s in enumerate(suffixes):
+            input_ids[r, : len(s)] = torch.tensor(list(s))
+            mask[r, prefix_len: prefix_len + len(s)] = 1
+        positions = torch.arange(prefix_len, prefix_len + width).unsqueeze(0).expand(n, -1)
+        last = torch.tensor([len(s) - 1 for s in suffixes]).unsqueeze(1)
+        kwargs = dict(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
+                      position_ids=positions.to(self.device), use_cache=prefix_cache is not None)
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)  # the prefix stays reusable for the next batch
+            cache.batch_repeat_interleave(n)
+            kwargs[self.cache_kw] = cache
+        try:
+            # Only the last real position of each row is projected onto the vocabulary.
+            logits = self.model(**kwargs, logits_to_keep=last.to(self.device)).logits[:, 0, :]
+        except TypeError:  # a model class without logits_to_keep
+            full = self.model(**kwargs).logits
+            logits = full[torch.arange(n), last[:, 0].to(full.device)]
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    # -- generation (chain of thought) ------------------------------------------------------------
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, add_special_tokens: bool = True) -> list[str]:
+        import torch
+
+        tok = self.tokenizer
+        out: list[str] = []
+        side = tok.padding_side
+        tok.padding_side = "left"  # generation continues from the right end of every row
+        try:
+            for start in range(0, len(prompts), self.batch_size):
+                enc = tok(list(prompts[start:start + self.batch_size]), return_tensors="pt", padding=True,
+                          add_special_tokens=add_special_tokens).to(self.device)
+                with torch.inference_mode():
+                    gen = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                              pad_token_id=self.pad_id)
+                out += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        finally:
+            tok.padding_side = side
+        return out

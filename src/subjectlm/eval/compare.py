@@ -1,0 +1,134 @@
+"""`subjectlm eval compare RUN_A RUN_B`: did fine-tuning teach the subject without costing the others?
+
+Both runs' predictions are paired by (subject, question id); only questions graded
+in both count. For each subject, category and overall: accuracy of A and B, the
+delta B − A, and the exact McNemar test: of the n discordant questions (right in
+one run, wrong in the other), b went A-right/B-wrong and c the reverse; under "no
+difference" b ~ Binomial(n, 1/2), and the two-sided p-value is
+min(1, 2 · P(X ≤ min(b, c))). Computed with integers, exactly.
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from math import comb
+from pathlib import Path
+from typing import Any
+
+from subjectlm.eval.exams import CATEGORIES
+from subjectlm.io import atomic_file, write_json, write_text
+
+
+class CompareError(ValueError):
+    pass
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for b and c discordant pairs."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, i) for i in range(min(b, c) + 1))
+    return float(min(Fraction(1), Fraction(2 * tail, 2 ** n)))
+
+
+def load_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[tuple[str, str], bool]]:
+    """A run's summary and its first repeat's graded answers {(subject, id): correct}."""
+    from subjectlm.eval.runner import PREDICTIONS, read_predictions
+
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        raise CompareError(f"{run_dir}: no summary.json: not a finished `subjectlm eval exam` output")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    graded = {(r["subject"], str(r["id"])): bool(r["correct"])
+              for r in read_predictions(run_dir / PREDICTIONS) if r["repeat"] == 0 and r["correct"] is not None}
+    return summary, graded
+
+
+def paired_stats(pairs: list[tuple[bool, bool]]) -> dict[str, Any]:
+    n = len(pairs)
+    a = sum(x for x, _ in pairs)
+    b_ = sum(y for _, y in pairs)
+    only_a = sum(1 for x, y in pairs if x and not y)
+    only_b = sum(1 for x, y in pairs if y and not x)
+    return {"n": n, "acc_a": a / n if n else None, "acc_b": b_ / n if n else None,
+            "delta": (b_ - a) / n if n else None, "a_only": only_a, "b_only": only_b,
+            "p_value": mcnemar_exact(only_a, only_b)}
+
+
+def compare(summary_a: dict, graded_a: dict, summary_b: dict, graded_b: dict) -> dict[str, Any]:
+    common = sorted(set(graded_a) & set(graded_b))
+    if not common:
+        raise CompareError("the two runs have no graded question in common (different exams or splits?)")
+    category = {h: s["category"] for h, s in {**summary_a["subjects"], **summary_b["subjects"]}.items()}
+
+    def stats(keys):
+        return paired_stats([(graded_a[k], graded_b[k]) for k in keys])
+
+    subjects = sorted({s for s, _ in common})
+    return {
+        "run_a": summary_a.get("model"), "run_b": summary_b.get("model"),
+        "test": "exact McNemar (two-sided binomial on discordant pairs)",
+        "subjects": {s: stats([k for k in common if k[0] == s]) for s in subjects},
+        "categories": {c: stats([k for k in common if category.get(k[0]) == c]) for c in CATEGORIES
+                       if any(category.get(s) == c for s in subjects)},
+        "overall": stats(common),
+    }
+
+
+def _row(name: str, s: dict[str, Any]) -> str:
+    flag = " *" if s["p_value"] < 0.05 else ""
+    return (f"| {name} | {s['n']} | {100 * s['acc_a']:.2f} | {100 * s['acc_b']:.2f} | {100 * s['delta']:+.2f} "
+            f"| {s['a_only']} / {s['b_only']} | {s['p_value']:.4f}{flag} |")
+
+
+def render_markdown(result: dict[str, Any], name_a: str = "A", name_b: str = "B") -> str:
+    head = ["| group | questions | A % | B % | Δ (B−A) | A-only / B-only right | p |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [f"# Comparison: A = {result['run_a']} ({name_a}), B = {result['run_b']} ({name_b})", "",
+             f"Paired over questions graded in both runs; test: {result['test']}; * p < 0.05.", "", *head,
+             _row("**overall**", result["overall"])]
+    lines += [_row(c, s) for c, s in result["categories"].items()]
+    lines += ["", *head] + [_row(s, v) for s, v in result["subjects"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(result["categories"].items()) + [("Overall", result["overall"])]
+    xs = range(len(groups))
+    fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2, 3.6))
+    ax.bar([x - 0.2 for x in xs], [100 * g["acc_a"] for _, g in groups], 0.4, label="A", color="#999999")
+    ax.bar([x + 0.2 for x in xs], [100 * g["acc_b"] for _, g in groups], 0.4, label="B", color="#4C72B0")
+    for x, (_, g) in zip(xs, groups):
+        top = 100 * max(g["acc_a"], g["acc_b"])
+        ax.annotate(f"{100 * g['delta']:+.1f}{'*' if g['p_value'] < 0.05 else ''}", (x, top + 2), ha="center")
+    ax.set_xticks(list(xs), [n for n, _ in groups])
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("accuracy %")
+    ax.set_title("B vs A (Δ in points, * p < 0.05, exact McNemar)")
+    ax.legend()
+    fig.tight_layout()
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100)
+    plt.close(fig)
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, output_dir: str | Path | None = None) -> dict[str, Any]:
+    """Compare two exam outputs; write compare.json/.md/.png into output_dir (default: RUN_B/compare)."""
+    summary_a, graded_a = load_run(run_a)
+    summary_b, graded_b = load_run(run_b)
+    result = compare(summary_a, graded_a, summary_b, graded_b)
+    out = Path(output_dir) if output_dir else Path(run_b) / "compare"
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "compare.json", result)
+    write_text(out / "compare.md", render_markdown(result, str(run_a), str(run_b)))
+    plot(result, out / "compare.png")
+    result["output_dir"] = str(out)
+    return result

@@ -1,0 +1,197 @@
+"""`subjectlm eval exam`: answer every question of an exam and write predictions, summary and report.
+
+Predictions are appended to predictions.jsonl as each chunk of questions is
+answered (and flushed), so `--resume` after a crash skips what is already there;
+the summary, report, chart and submission are written atomically at the end
+from all predictions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from subjectlm.config import ConfigError, option, to_dict
+from subjectlm.eval import prompts as P
+from subjectlm.eval.exams import SubjectExam, read_exam
+from subjectlm.eval.extract import extract_choice
+from subjectlm.io import OutputExistsError, write_json
+
+PREDICTIONS = "predictions.jsonl"
+CHUNK = 128  # questions scored per call: the prefix is recomputed once per chunk, predictions flushed after it
+# Settings that must match for --resume to continue an earlier run.
+RESUME_KEYS = ("model", "data", "format", "split", "shots", "with_prompt", "cot", "limit")
+
+
+@dataclasses.dataclass(kw_only=True)
+class ExamConfig:
+    model: str = option("default", help="model directory, .gguf file, or `default`",
+                        aliases=("--model_path", "--model_name_or_path"))
+    data: str = option(help="exam directory (C-Eval, CMMLU or MMLU layout)", aliases=("--data_dir",))
+    format: str = option("auto", help="exam layout: auto, ceval, cmmlu or mmlu")
+    split: str = option("val", help="split to answer: val, test or dev (test writes submission.json)")
+    subjects: list[str] = option([], help="subjects to run (default: all in the split), e.g. logic,law")
+    shots: int = option(5, help="few-shot examples: the first N rows of each subject's dev split",
+                        aliases=("--ntrain", "--few_shot"))
+    with_prompt: bool = option(False, help="wrap prompts in the model's chat template (shots as turns)")
+    cot: bool = option(False, help="chain-of-thought: generate, then extract the letter by regex")
+    n_times: int = option(1, help="repeat the exam K times; report mean and std")
+    batch_size: int = option(8, help="questions per forward pass")
+    output_dir: str = option("runs/eval", help="where predictions, summary and report go")
+    resume: bool = option(False, help="continue an interrupted run in output_dir, skipping answered questions")
+    overwrite: bool = option(False, help="replace an existing output_dir")
+    backend: str = option("auto", help="auto, hf (transformers) or llamacpp (.gguf)")
+    dtype: str = option("auto", help="weights dtype: auto, fp32, bf16, fp16")
+    device: str | None = option(None, help="cpu, cuda, ... (default: cuda if available)")
+    max_new_tokens: int = option(256, help="generation length in --cot mode")
+    limit: int | None = option(None, help="answer only the first N questions per subject (quick checks)")
+    trust_remote_code: bool = option(False, help="allow model code from the model directory")
+
+    def __post_init__(self):
+        if self.format not in ("auto", "ceval", "cmmlu", "mmlu"):
+            raise ConfigError(f"format: {self.format!r} is not one of auto, ceval, cmmlu, mmlu")
+        if self.split not in ("dev", "val", "test"):
+            raise ConfigError(f"split: {self.split!r} is not one of dev, val, test")
+        for name in ("n_times", "batch_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        if self.shots < 0:
+            raise ConfigError(f"shots: must be 0 or more, got {self.shots}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit: must be at least 1, got {self.limit}")
+        if self.resume and self.overwrite:
+            raise ConfigError("resume and overwrite: give one or the other")
+
+
+def _softmax(values: list[float]) -> list[float]:
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def answer_chunk(backend, exam: SubjectExam, docs: list[P.ExamDoc], config: ExamConfig, fmt: str,
+                 repeat: int) -> list[dict[str, Any]]:
+    """Predictions for some questions of one subject (all share its header and shots)."""
+    style = P.style(fmt)
+    shots = exam.dev[: config.shots]
+    if config.with_prompt:
+        texts = [backend.chat_prompt(P.chat_messages(style, exam.info.name, shots, d, config.cot)) for d in docs]
+    else:
+        texts = [P.prompt(style, exam.info.name, shots, d, config.cot) for d in docs]
+    # A chat template writes its own BOS; tokenizing it with special tokens would double it.
+    special = not config.with_prompt
+    letters = P.LETTERS[: len(docs[0].options)]
+    records = []
+    if config.cot:
+        replies = backend.generate(texts, config.max_new_tokens, add_special_tokens=special)
+        for doc, reply in zip(docs, replies):
+            pred = extract_choice(reply)
+            records.append({"repeat": repeat, "subject": exam.info.handle, "id": doc.id, "prediction": pred,
+                            "answer": doc.answer, "correct": None if doc.answer is None else pred == doc.answer,
+                            "response": reply})
+        return records
+    scores = backend.score_next(texts, P.continuations(style, len(letters)), add_special_tokens=special)
+    for doc, logprobs in zip(docs, scores):
+        probs = _softmax(logprobs)
+        pred = letters[max(range(len(letters)), key=lambda i: logprobs[i])]
+        records.append({
+            "repeat": repeat, "subject": exam.info.handle, "id": doc.id,
+            "probs": {k: round(p, 6) for k, p in zip(letters, probs)},
+            "logprobs": {k: round(v, 6) for k, v in zip(letters, logprobs)},
+            "prediction": pred, "answer": doc.answer,
+            "correct": None if doc.answer is None else pred == doc.answer,
+        })
+    return records
+
+
+def read_predictions(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """All complete records; with `repair`, a half-written last line (a crash) is cut off the file."""
+    if not path.is_file():
+        return []
+    records, good_bytes = [], 0
+    with open(path, "rb") as handle:
+        for line in handle:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+            if not line.endswith(b"\n"):
+                records.pop()
+                break
+            good_bytes += len(line)
+    if repair and good_bytes != path.stat().st_size:
+        with open(path, "r+b") as handle:
+            handle.truncate(good_bytes)
+    return records
+
+
+def _prepare_output(out: Path, config: ExamConfig) -> list[dict[str, Any]]:
+    """Check the output dir against resume/overwrite; return the predictions to keep."""
+    settings = {k: to_dict(config)[k] for k in RESUME_KEYS}
+    settings["subjects"] = config.subjects
+    exists = out.exists() and any(out.iterdir())
+    if exists and config.resume:
+        saved = out / "run_config.json"
+        if saved.is_file():
+            before = json.loads(saved.read_text(encoding="utf-8"))
+            changed = [k for k in RESUME_KEYS if before.get(k) != settings[k]]
+            if changed:
+                raise ConfigError(f"resume: {out} was run with other settings ({', '.join(changed)}); "
+                                  "use a new output_dir or --overwrite")
+        return read_predictions(out / PREDICTIONS, repair=True)
+    if exists and not config.overwrite:
+        raise OutputExistsError(f"{out} already exists; pass --resume to continue it or --overwrite to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PREDICTIONS).unlink(missing_ok=True)
+    write_json(out / "run_config.json", settings)
+    return []
+
+
+def run_exam(config: ExamConfig, log: Callable[[str], None] = print, backend=None) -> dict[str, Any]:
+    """Answer the exam; return the summary (also written to output_dir/summary.json)."""
+    from tqdm.auto import tqdm
+
+    from subjectlm.eval.backends import load_backend
+    from subjectlm.eval.report import summarize, write_report
+
+    fmt, exams = read_exam(config.data, config.format, config.split, config.subjects or None)
+    if config.limit:
+        for exam in exams:
+            exam.docs = exam.docs[: config.limit]
+    short = [e.info.handle for e in exams if len(e.dev) < config.shots]
+    if short:
+        log(f"note: fewer than {config.shots} dev examples for {', '.join(short)}: using what there is")
+    out = Path(config.output_dir)
+    records = _prepare_output(out, config)
+    done = {(r["repeat"], r["subject"], r["id"]) for r in records}
+    todo = [(k, e, [d for d in e.docs if (k, e.info.handle, d.id) not in done])
+            for k in range(config.n_times) for e in exams]
+    todo = [(k, e, docs) for k, e, docs in todo if docs]
+    if done:
+        log(f"resuming: {len(done)} answers kept, {sum(len(d) for _, _, d in todo)} to go")
+    if todo and backend is None:
+        backend = load_backend(config.backend, config.model, dtype=config.dtype, device=config.device,
+                               batch_size=config.batch_size, trust_remote_code=config.trust_remote_code)
+    total = sum(len(docs) for _, _, docs in todo)
+    with tqdm(total=total, desc="exam", unit="q", disable=total == 0) as bar, \
+            open(out / PREDICTIONS, "a", encoding="utf-8") as sink:
+        for repeat, exam, docs in todo:
+            bar.set_postfix_str(exam.info.handle)
+            for start in range(0, len(docs), CHUNK):
+                new = answer_chunk(backend, exam, docs[start:start + CHUNK], config, fmt, repeat)
+                for record in new:
+                    sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+                sink.flush()
+                os.fsync(sink.fileno())
+                records += new
+                bar.update(len(new))
+    meta = {"model": config.model, "data": config.data, "format": fmt, "split": config.split,
+            "shots": config.shots, "with_prompt": config.with_prompt, "cot": config.cot, "n_times": config.n_times}
+    summary = summarize(records, [e.info for e in exams], meta)
+    write_report(out, summary, records)
+    return summary
