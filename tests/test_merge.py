@@ -43,7 +43,7 @@ def make_adapter(base: Path, out: Path, seed: int = 0, resize: int | None = None
         for name, param in peft_model.named_parameters():
             if "modules_to_save" in name and perturb_saved:
                 param.add_(0.05 * torch.randn_like(param))
-            elif "lora_B" in name and name.endswith("bias"):
+            elif name.endswith("bias") and param.requires_grad:  # lora_B biases, and all biases with bias="all"
                 param.copy_(0.1 * torch.randn_like(param))
     peft_model.save_pretrained(out)
     return out
@@ -166,8 +166,12 @@ def test_two_loras_in_sequence_with_biases_and_patterns(tmp_path, tiny_qwen2_dir
     first = make_adapter(tiny_qwen2_dir, tmp_path / "a1", seed=1, target_modules=["q_proj", "k_proj", "v_proj"],
                          lora_bias=True, rank_pattern={"k_proj": 2}, alpha_pattern={"layers.1.self_attn.v_proj": 3})
     second = make_adapter(tiny_qwen2_dir, tmp_path / "a2", seed=2, merged_first=[first], use_rslora=True,
-                          target_modules=["o_proj", "gate_proj", "q_proj"], modules_to_save=["lm_head"])
+                          target_modules=["o_proj", "gate_proj", "q_proj"], modules_to_save=["lm_head"], bias="all")
+    # The second adapter ships its own tokenizer: the merged model takes it.
+    (second / "tokenizer_config.json").write_text('{"marker": "from-adapter"}')
     merge(tiny_qwen2_dir, [first, second], tmp_path / "m")
+    assert "from-adapter" in (tmp_path / "m" / "tokenizer_config.json").read_text()
+    (second / "tokenizer_config.json").unlink()
     assert_matches_peft(tmp_path / "m", tiny_qwen2_dir, [first, second])
     # The order matters: the second adapter's lm_head copy replaces the base one.
     provenance = json.loads((tmp_path / "m" / "subjectlm_merge.json").read_text())
