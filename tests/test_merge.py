@@ -105,6 +105,14 @@ def stored(path: Path) -> dict:
     return out
 
 
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Stream changed tensors in blocks of a few rows, so that block edges are exercised."""
+    from subjectlm.merge import apply
+
+    monkeypatch.setattr(apply, "BLOCK_BYTES", 3000)
+
+
 @pytest.fixture(scope="module")
 def sharded_untied(tmp_path_factory, tiny_llama_untied_dir) -> Path:
     """The untied tiny Llama saved in several shards."""
@@ -144,7 +152,7 @@ def test_sharded_base_with_modules_to_save(tmp_path, sharded_untied):
         8 + int.from_bytes((tmp_path / "m" / f).read_bytes()[:8], "little") for f in set(index["weight_map"].values()))
 
 
-def test_weights_equal_peft_merge_and_unload(tmp_path, sharded_untied):
+def test_weights_equal_peft_merge_and_unload(tmp_path, sharded_untied, small_blocks):
     import torch
     from safetensors.torch import load_file
 
@@ -178,14 +186,14 @@ def test_two_loras_in_sequence_with_biases_and_patterns(tmp_path, tiny_qwen2_dir
     assert [Path(a["path"]).name for a in provenance["adapters"]] == ["a1", "a2"]
 
 
-def test_rslora_and_lora_on_embedding(tmp_path, tiny_llama_untied_dir):
+def test_rslora_and_lora_on_embedding(tmp_path, tiny_llama_untied_dir, small_blocks):
     adapter = make_adapter(tiny_llama_untied_dir, tmp_path / "a", use_rslora=True, r=16, lora_alpha=4,
                            target_modules=["embed_tokens", "down_proj"])
     merge(tiny_llama_untied_dir, [adapter], tmp_path / "m")
     assert_matches_peft(tmp_path / "m", tiny_llama_untied_dir, [adapter])
 
 
-def test_fan_in_fan_out_gpt2(tmp_path):
+def test_fan_in_fan_out_gpt2(tmp_path, small_blocks):
     from transformers import AutoModelForCausalLM, GPT2Config
 
     base = tmp_path / "gpt2"

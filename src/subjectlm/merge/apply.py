@@ -1,47 +1,62 @@
-"""Carry out a merge plan: one output shard at a time, one tensor at a time.
+"""Carry out a merge plan: one output shard at a time, one tensor at a time, in row blocks.
 
 A tensor nothing changes is copied byte for byte (in bounded chunks). A changed one
-is decoded to float32, updated in the order the adapters were given (the LoRA
-product is computed as peft computes it: (B @ A) * scale, then added), and rounded
-once to the output dtype. Peak memory is about one changed tensor, its update and
-the LoRA factors that touch it.
+is streamed in blocks of rows: each block is decoded to float32, updated in the
+order the adapters were given (the LoRA product as peft computes it, (B @ A) * scale,
+restricted to the block's rows), rounded once to the output dtype and written. Peak
+memory is one block plus the LoRA factors of the tensor, whatever the model size.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
+from subjectlm.merge.adapter import Op
 from subjectlm.merge.plan import MergePlan, TensorPlan
-from subjectlm.merge.tensors import ShardWriter, TensorInfo, encode, read_float32
+from subjectlm.merge.tensors import ShardWriter, TensorInfo, encode, read_float32, read_rows_float32
+
+BLOCK_BYTES = 64 << 20  # float32 bytes per block of rows (bounds the memory of one update)
 
 
-def merged_tensor(plan: TensorPlan) -> np.ndarray | TensorInfo:
-    """The output tensor: a stored tensor to copy as is, or an array in the output dtype."""
+def merged_tensor(plan: TensorPlan) -> TensorInfo | Iterator[np.ndarray]:
+    """The output tensor: a stored tensor to copy as is, or blocks of rows in the output dtype."""
     start, ops = plan.source, plan.ops
-    if ops and ops[-1].kind == "replace":
-        start, ops = ops[-1].b, []
-    elif any(op.kind == "replace" for op in ops):
-        last = max(i for i, op in enumerate(ops) if op.kind == "replace")
-        start, ops = ops[last].b, ops[last + 1:]
+    replaces = [i for i, op in enumerate(ops) if op.kind == "replace"]
+    if replaces:  # a replacement discards everything before it
+        start, ops = ops[replaces[-1]].b, ops[replaces[-1] + 1:]
     if not ops and start.dtype == plan.dtype:
         return start
-    weight = read_float32(start)
-    if not weight.flags.writeable:
-        weight = weight.copy()
-    for op in ops:
-        if op.kind == "lora":
-            delta = read_float32(op.b) @ read_float32(op.a)
-            if op.transpose:
-                delta = delta.T
-            delta *= np.float32(op.scale)
-        else:  # "add": a lora_B bias
-            delta = read_float32(op.b) * np.float32(op.scale)
-        weight += delta
-        del delta
-    return encode(weight, plan.dtype)
+    return _blocks(start, ops, plan.dtype)
+
+
+def _blocks(start: TensorInfo, ops: list[Op], dtype: str) -> Iterator[np.ndarray]:
+    if len(start.shape) == 0:  # a scalar: one block
+        weight = read_float32(start).copy()
+        for op in ops:
+            weight += read_float32(op.b) * np.float32(op.scale)
+        yield encode(weight, dtype)
+        return
+    rows = start.shape[0]
+    row_elems = int(np.prod(start.shape[1:], dtype=np.int64))
+    step = max(1, BLOCK_BYTES // (4 * max(1, row_elems)))
+    factors = [(op, read_float32(op.b), read_float32(op.a) if op.a is not None else None) for op in ops]
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        weight = read_rows_float32(start, r0, r1)
+        for op, b, a in factors:
+            if op.kind == "lora":
+                # Rows r0:r1 of B @ A, or of (B @ A).T = A.T @ B.T when stored transposed.
+                delta = a[:, r0:r1].T @ b.T if op.transpose else b[r0:r1] @ a
+                delta *= np.float32(op.scale)
+            else:  # "add": a lora_B bias
+                delta = b[r0:r1] * np.float32(op.scale)
+            weight += delta
+            del delta
+        yield encode(weight, dtype)
 
 
 def write_shard(plan: MergePlan, shard: str, out_dir: Path) -> dict[str, int]:
@@ -52,13 +67,11 @@ def write_shard(plan: MergePlan, shard: str, out_dir: Path) -> dict[str, int]:
     with ShardWriter(out_dir / shard, [(t.name, t.dtype, t.shape) for t in tensors.values()], metadata) as writer:
         for name in writer.names:
             writer.write(name, merged_tensor(tensors[name]))
-    return {name: size for name, size in writer.order}
+    return dict(writer.order)
 
 
 def write_weights(plan: MergePlan, out_dir: Path, on_shard: Callable[[str], None] = lambda shard: None) -> dict[str, str]:
     """Write every shard (and the index when the base had one); returns the weight map."""
-    import json
-
     weight_map: dict[str, str] = {}
     total = 0
     for shard in plan.base.shards:

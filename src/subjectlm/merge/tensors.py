@@ -90,6 +90,18 @@ def read_bytes(info: TensorInfo) -> bytearray:
     return buffer
 
 
+def read_rows_float32(info: TensorInfo, first: int, stop: int) -> np.ndarray:
+    """Rows first:stop (along the first axis) of a float tensor, decoded to a writable float32 array."""
+    row_bytes = info.nbytes // info.shape[0] if info.shape and info.shape[0] else 0
+    buffer = bytearray(row_bytes * (stop - first))
+    with open(info.file, "rb") as handle:
+        handle.seek(info.start + first * row_bytes)
+        if handle.readinto(buffer) != len(buffer):
+            raise SafetensorsFormatError(f"{info.file}: tensor {info.name} is truncated")
+    array = decode_float32(buffer, info.dtype, (stop - first, *info.shape[1:]))
+    return array if array.flags.writeable else array.copy()
+
+
 def read_float32(info: TensorInfo) -> np.ndarray:
     """A float tensor decoded to a (writable) float32 array; bf16 widens exactly."""
     return decode_float32(read_bytes(info), info.dtype, info.shape)
@@ -186,18 +198,25 @@ class ShardWriter:
     def names(self) -> list[str]:
         return [name for name, _ in self.order]
 
-    def write(self, name: str, data: np.ndarray | TensorInfo) -> None:
-        """Write the next tensor: an array (already in the declared dtype) or a stored tensor to copy."""
+    def write(self, name: str, data: TensorInfo | np.ndarray | Iterable[np.ndarray]) -> None:
+        """Write the next tensor: a stored tensor to copy, or an array or blocks of it already in the declared dtype."""
         expected, nbytes = self.order[self._next]
         if name != expected:
             raise RuntimeError(f"{self.path}: wrote {name} where {expected} was due")
-        size = data.nbytes
-        if size != nbytes:
-            raise RuntimeError(f"{self.path}: {name} has {size} bytes, declared {nbytes}")
         if isinstance(data, TensorInfo):
+            if data.nbytes != nbytes:
+                raise RuntimeError(f"{self.path}: {name} has {data.nbytes} bytes, declared {nbytes}")
             copy_tensor(data, self._handle)
         else:
-            self._handle.write(np.ascontiguousarray(data).data)
+            size = 0
+            for block in [data] if isinstance(data, np.ndarray) else data:
+                block = np.ascontiguousarray(block)
+                size += block.nbytes
+                if size > nbytes:
+                    raise RuntimeError(f"{self.path}: {name} has more than the declared {nbytes} bytes")
+                self._handle.write(block.data)
+            if size != nbytes:
+                raise RuntimeError(f"{self.path}: {name} has {size} bytes, declared {nbytes}")
         self._next += 1
 
     def close(self) -> None:
