@@ -91,9 +91,11 @@ def load_tokenizer_for(config: TrainConfig) -> Any:
 
 def load_model_for_training(config: TrainConfig, tokenizer: Any, packed: bool) -> Any:
     """Base model (optionally 4/8-bit), vocab resized to the tokenizer, then LoRA (new or continued)."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, set_seed
 
     from subjectlm.models import resolve_model
+
+    set_seed(config.seed)  # LoRA's random init happens here, before the Trainer seeds anything
 
     kwargs: dict[str, Any] = {}
     if config.load_in_kbits in (4, 8):
@@ -234,8 +236,8 @@ def training_arguments(config: TrainConfig, has_eval: bool, group_by_length: boo
         weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
         num_train_epochs=config.num_train_epochs, max_steps=config.max_steps, seed=config.seed,
         bf16=config.bf16, fp16=config.fp16, use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=config.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        activation_checkpointing=config.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
         logging_steps=config.logging_steps, logging_first_step=True,
         save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
         eval_strategy="steps" if has_eval else "no", eval_steps=config.eval_steps,
