@@ -2,7 +2,9 @@
 
 A text longer than the window is scored in windows of `max_length` tokens that
 start every `stride` tokens; each token is predicted once, in the first window
-where it is new, with up to max_length − stride tokens of context before it.
+where it is new, with up to max_length − stride tokens of context before it
+(with stride == max_length the windows do not overlap and each window's first
+token, having no context, is not scored).
 Perplexity = exp(total negative log-likelihood / predicted tokens); the first
 token of a file has no context and is not predicted.
 """
@@ -60,7 +62,8 @@ def sliding_nll(model, ids: list[int], max_length: int, stride: int) -> tuple[fl
     total, count, prev_end = 0.0, 0, 0
     for begin in range(0, max(len(ids) - 1, 1), stride):
         end = min(begin + max_length, len(ids))
-        new = end - max(prev_end, 1)  # targets not scored by an earlier window (never the first token)
+        # Targets not scored by an earlier window; a window's first token has no context in it.
+        new = min(end - max(prev_end, 1), end - begin - 1)
         window = torch.tensor([ids[begin:end]], device=device)
         with torch.inference_mode():
             logits = model(input_ids=window).logits[0, :-1].float()

@@ -1,0 +1,87 @@
+"""Prefix reuse is exact: log-probs with the subject's shared prefix computed once equal full-prompt log-probs.
+
+Uses real C-Eval subjects (5-shot prompts of ~2700 tokens) with tiny random models, fp32.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import CEVAL_DIR
+from subjectlm.eval import prompts as P
+from subjectlm.eval.backends.hf import HFBackend, common_prefix_length
+from subjectlm.eval.exams import read_exam
+
+pytestmark = pytest.mark.skipif(not CEVAL_DIR.is_dir(), reason="../shared/ceval-exam not present")
+
+
+def full_prompt_logprobs(backend: HFBackend, text: str, ids: list[int], add_special_tokens: bool = True) -> list[float]:
+    """Reference: one forward over the whole prompt, no cache, no padding."""
+    tokens = torch.tensor([backend.encode(text, add_special_tokens)])
+    with torch.inference_mode():
+        logits = backend.model(input_ids=tokens, logits_to_keep=1).logits[0, -1].float()
+    return torch.log_softmax(logits, -1)[ids].tolist()
+
+
+def _check_subjects(backend: HFBackend, subjects: list[str], with_prompt: bool = False, shots: int = 5) -> int:
+    fmt, exams = read_exam(CEVAL_DIR, "ceval", "val", subjects)
+    style = P.style(fmt)
+    checked = 0
+    for exam in exams:
+        if with_prompt:
+            texts = [backend.chat_prompt(P.chat_messages(style, exam.info.name, exam.dev[:shots], d)) for d in exam.docs]
+        else:
+            texts = [P.prompt(style, exam.info.name, exam.dev[:shots], d) for d in exam.docs]
+        special = not with_prompt
+        reused = backend.score_next(texts, P.continuations(style), add_special_tokens=special)
+        seqs = [backend.encode(t, special) for t in texts]
+        assert common_prefix_length(seqs) > 0.5 * min(len(s) for s in seqs)  # the shots really are shared
+        for text, got in zip(texts, reused):
+            ids = backend.continuation_ids(text, P.continuations(style))
+            want = full_prompt_logprobs(backend, text, ids, special)
+            assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4
+            checked += 1
+    return checked
+
+
+def test_prefix_reuse_equals_full_prompt_llama(tiny_llama_dir):
+    backend = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu", batch_size=4)
+    assert _check_subjects(backend, ["computer_network", "logic", "college_physics"]) == 19 + 22 + 19
+
+
+def test_prefix_reuse_equals_full_prompt_qwen2_odd_batches(tiny_qwen2_dir):
+    backend = HFBackend(str(tiny_qwen2_dir), dtype="fp32", device="cpu", batch_size=3)
+    assert _check_subjects(backend, ["high_school_geography"], shots=3) == 19
+
+
+def test_prefix_reuse_with_chat_template_has_one_bos(tiny_llama_dir):
+    backend = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu", batch_size=8)
+    assert _check_subjects(backend, ["computer_network"], with_prompt=True, shots=2) == 19
+    # The rendered chat, tokenized without special tokens, is exactly the template's own tokenization.
+    messages = [{"role": "user", "content": "1+1=?\n答案："}]
+    text = backend.chat_prompt(messages)
+    reference = backend.tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
+    reference = reference["input_ids"] if isinstance(reference, dict) or hasattr(reference, "keys") else reference
+    assert backend.encode(text, add_special_tokens=False) == list(reference)
+
+
+def test_letter_tokens_are_read_in_context(default_model_dir):
+    """SmolLM2: "A" after "答案：" is the bare-letter token; MMLU's " A" after "Answer:" is a different one."""
+    backend = HFBackend.__new__(HFBackend)
+    from subjectlm.models import load_tokenizer
+
+    backend.tokenizer = load_tokenizer(default_model_dir)
+    backend._cont_cache = {}
+    ceval = backend.continuation_ids("1+1=?\nA. 1\nB. 2\nC. 3\nD. 4\n答案：", ["A", "B", "C", "D"])
+    mmlu = backend.continuation_ids("1+1=?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:", [" A", " B", " C", " D"])
+    assert ceval == [backend.tokenizer.convert_tokens_to_ids(t) for t in "ABCD"]
+    assert mmlu == [backend.tokenizer.convert_tokens_to_ids("Ġ" + t) for t in "ABCD"]
+    assert set(ceval).isdisjoint(mmlu)
+
+
+def test_common_prefix_length_leaves_each_a_token():
+    assert common_prefix_length([[1, 2, 3], [1, 2, 4]]) == 2
+    assert common_prefix_length([[1, 2], [1, 2, 3]]) == 1
+    assert common_prefix_length([[5, 6, 7]]) == 2
+    assert common_prefix_length([[1], [2]]) == 0
