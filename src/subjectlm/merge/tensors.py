@@ -12,6 +12,7 @@ header first and then streams the tensors in header order.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,16 +140,36 @@ def encode(array: np.ndarray, dtype: str) -> np.ndarray:
     raise SafetensorsFormatError(f"cannot encode float32 as {dtype}")
 
 
+def _write_all(out: BinaryIO, data) -> None:
+    """Write everything (an unbuffered file may write less than asked)."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[out.write(view):]
+
+
 def copy_tensor(info: TensorInfo, out: BinaryIO) -> None:
-    """Copy a tensor's bytes unchanged, in bounded chunks."""
-    with open(info.file, "rb") as handle:
-        handle.seek(info.start)
-        left = info.nbytes
+    """Copy a tensor's bytes unchanged: in the kernel where it can (copy_file_range), else in bounded chunks.
+
+    `out` must be unbuffered (its file position is the OS one)."""
+    left = info.nbytes
+    with open(info.file, "rb", buffering=0) as handle:
+        if hasattr(os, "copy_file_range"):
+            try:
+                while left:
+                    done = os.copy_file_range(handle.fileno(), out.fileno(), min(left, 1 << 30),
+                                              info.start + info.nbytes - left)
+                    if done == 0:
+                        raise SafetensorsFormatError(f"{info.file}: tensor {info.name} is truncated")
+                    left -= done
+                return
+            except OSError:  # not supported between these files: fall back to reading and writing
+                pass
+        handle.seek(info.start + info.nbytes - left)
         while left:
             chunk = handle.read(min(left, _COPY_CHUNK))
             if not chunk:
                 raise SafetensorsFormatError(f"{info.file}: tensor {info.name} is truncated")
-            out.write(chunk)
+            _write_all(out, chunk)
             left -= len(chunk)
 
 
@@ -190,8 +211,9 @@ class ShardWriter:
         self.data_size = offset
         text = json.dumps(header, separators=(",", ":")).encode()
         text += b" " * (-len(text) % 8)
-        self._handle = open(self.path, "wb")
-        self._handle.write(struct.pack("<Q", len(text)) + text)
+        # Unbuffered: blocks are large, and copy_file_range writes at the OS file position.
+        self._handle = open(self.path, "wb", buffering=0)
+        _write_all(self._handle, struct.pack("<Q", len(text)) + text)
         self._next = 0
 
     @property
@@ -210,11 +232,11 @@ class ShardWriter:
         else:
             size = 0
             for block in [data] if isinstance(data, np.ndarray) else data:
-                block = np.ascontiguousarray(block)
+                block = np.ascontiguousarray(block).reshape(-1)
                 size += block.nbytes
                 if size > nbytes:
                     raise RuntimeError(f"{self.path}: {name} has more than the declared {nbytes} bytes")
-                self._handle.write(block.data)
+                _write_all(self._handle, block.data)
             if size != nbytes:
                 raise RuntimeError(f"{self.path}: {name} has {size} bytes, declared {nbytes}")
         self._next += 1
