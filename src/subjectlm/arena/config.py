@@ -20,7 +20,7 @@ class GenerateConfig:
     temperature: float = option(0.7, help="sampling temperature of models that do not set their own; 0 = greedy")
     top_p: float = option(0.9, help="nucleus sampling mass of models that do not set their own")
     max_new_tokens: int = option(256, help="longest answer, in tokens")
-    seed: int = option(0, help="sampling seed (each batch of prompts reseeds from it: reruns give the same answers)")
+    seed: int = option(0, help="sampling seed; each prompt draws from its own generator seeded by (seed, prompt id)")
     batch_size: int = option(8, help="prompts generated together")
     dtype: str = option("auto", help="auto, fp32, bf16 or fp16")
     device: Optional[str] = option(None, help="cpu, cuda, ... (default: cuda when available)")

@@ -7,8 +7,10 @@ batch by batch: a second run (more prompts, another model, or after a crash) gen
 what is missing. A name keeps its settings: asking for the same name with other settings is an
 error unless `overwrite` is given, because its old answers would no longer match its record.
 
-Generation is plain transformers `generate` over the chat template, left-padded batches.
-Each batch reseeds torch from (seed, first prompt's position), so a rerun gives the same answers.
+Generation is transformers `generate` over the chat template, in left-padded batches. Sampling
+is done by `RowSampler` with one random generator per prompt, seeded from (seed, prompt id): an
+answer depends on the model, its settings and the prompt only, never on which prompts shared
+its batch, so a cached answer is exactly what a fresh run would give.
 """
 
 from __future__ import annotations
@@ -100,11 +102,42 @@ def chat_text(tokenizer, prompt: str) -> str:
     return prompt
 
 
+def prompt_seed(seed: int, pid: str) -> int:
+    return int(hashlib.sha256(f"{seed}|{pid}".encode("utf-8")).hexdigest()[:15], 16)
+
+
+def make_row_sampler(temperature: float, top_p: float, seeds: list[int], device: str):
+    """A logits processor that samples each row with its own generator (temperature, then top-p)
+    and leaves only the drawn token, so that greedy decoding emits it."""
+    import torch
+    from transformers import LogitsProcessor
+
+    class RowSampler(LogitsProcessor):
+        def __init__(self):
+            self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+
+        def __call__(self, input_ids, scores):
+            probs = torch.softmax(scores.float() / temperature, dim=-1)
+            if top_p < 1.0:
+                sorted_probs, order = probs.sort(dim=-1, descending=True)
+                # drop a token when the tokens before it already cover top_p (the first is always kept)
+                drop = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p
+                sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+                probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+            out = torch.full_like(scores, float("-inf"))
+            for row, generator in enumerate(self.generators):
+                token = torch.multinomial(probs[row], 1, generator=generator)
+                out[row, token] = 0.0
+            return out
+
+    return RowSampler()
+
+
 def generate_answers(spec: ModelSpec, prompts: list[dict[str, Any]], config: GenerateConfig) -> list[dict[str, Any]]:
     """Answer `prompts` with one model; returns answer records in prompt order."""
     import torch
     from tqdm import tqdm
-    from transformers import GenerationConfig
+    from transformers import GenerationConfig, LogitsProcessorList
 
     from subjectlm.models import load_model, load_tokenizer
 
@@ -113,10 +146,9 @@ def generate_answers(spec: ModelSpec, prompts: list[dict[str, Any]], config: Gen
     tokenizer.padding_side = "left"  # new tokens follow every prompt's last real token
     model = load_model(spec.path, dtype=config.dtype, device=device, trust_remote_code=config.trust_remote_code)
     sampling = spec.temperature > 0
+    # Greedy decoding throughout: when sampling, RowSampler has already drawn the token.
     gen_config = GenerationConfig(
-        do_sample=sampling, temperature=spec.temperature if sampling else None,
-        top_p=spec.top_p if sampling else None, top_k=0 if sampling else None,
-        max_new_tokens=spec.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+        do_sample=False, max_new_tokens=spec.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
     out_file = Path(config.output_dir) / ANSWERS_DIR / f"{spec.name}.jsonl"
     records = []
@@ -125,9 +157,12 @@ def generate_answers(spec: ModelSpec, prompts: list[dict[str, Any]], config: Gen
         batch = prompts[start:start + config.batch_size]
         texts = [chat_text(tokenizer, p["prompt"]) for p in batch]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        torch.manual_seed(spec.seed * 1_000_003 + start)
+        processors = LogitsProcessorList()
+        if sampling:
+            seeds = [prompt_seed(spec.seed, p["id"]) for p in batch]
+            processors.append(make_row_sampler(spec.temperature, spec.top_p, seeds, device))
         with torch.no_grad():
-            out = model.generate(**enc, generation_config=gen_config)
+            out = model.generate(**enc, generation_config=gen_config, logits_processor=processors)
         new = out[:, enc["input_ids"].shape[1]:]
         for prompt, ids in zip(batch, new.tolist()):
             finished = tokenizer.eos_token_id in ids

@@ -115,7 +115,11 @@ def endpoint_url(url: str) -> str:
 class EndpointJudge:
     def __init__(self, url: str, model_name: str = "default", api_key: str | None = None,
                  max_new_tokens: int = 96, timeout: float = 120.0):
-        import httpx
+        try:
+            import httpx
+        except ImportError:
+            from subjectlm.errors import UserError
+            raise UserError("a judge endpoint needs httpx: pip install 'subjectlm[serve]'") from None
 
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(timeout=timeout, headers=headers)

@@ -66,7 +66,7 @@ def judge_messages(question: str, answer_a: str, answer_b: str, reference: str |
 
 _BRACKETED = re.compile(r"\[\[\s*(a|b|tie|both[\s_-]*bad)\s*\]\]", re.IGNORECASE)
 _LABELLED = re.compile(
-    r"(?:verdict|winner|better answer|final answer)\s*(?:is)?\s*[:：]?\s*\**\s*(?:answer\s+)?"
+    r"(?:verdict|winner|better answer|final answer)[\s*]*(?:is)?[\s*]*[:：]?[\s*]*(?:answer\s+)?"
     r"(a|b|tie|both[\s_-]*bad)\b", re.IGNORECASE)
 _SENTENCE = re.compile(r"\banswer\s+(a|b)\s+is\s+(?:clearly\s+)?better\b", re.IGNORECASE)
 _BARE = re.compile(r"^\W*(a|b|tie|both[\s_-]*bad)\W*$", re.IGNORECASE)

@@ -51,13 +51,16 @@ def _judge(args: argparse.Namespace) -> int:
             out = serve(config)
             print(f"{out['judged']} of {out['total']} pairs judged; battles in {config.output_dir}/battles.jsonl")
             return
-        import httpx
-
         from subjectlm.arena.judge_model import run_model_judge
 
         try:
+            import httpx
+            endpoint_errors: tuple[type[BaseException], ...] = (httpx.HTTPError,)
+        except ImportError:  # only an endpoint judge needs httpx
+            endpoint_errors = ()
+        try:
             out = run_model_judge(config)
-        except httpx.HTTPError as exc:
+        except endpoint_errors as exc:
             raise UserError(f"judge endpoint: {exc}") from exc
         note = f" ({out['unparsed']} replies named no verdict: recorded as ties)" if out["unparsed"] else ""
         print(f"{out['judged']} battles judged by {config.judge}{note}")
