@@ -135,19 +135,19 @@ class HFBackend:
             thread = threading.Thread(target=work, daemon=True)
             thread.start()
             sent, buffer, hit = "", "", False
-            for chunk in streamer:
-                buffer += chunk
-                text, hit, hold = cut_at_stop(buffer, params.stop)
-                ready = text[len(sent): len(text) - hold]
-                if ready:
-                    sent += ready
-                    yield Piece(ready)
-                if hit:
-                    stopped.set()
-                    break
-            for _ in streamer:  # drain so the generate thread finishes
-                pass
-            thread.join()
+            try:
+                for chunk in streamer:
+                    buffer += chunk
+                    text, hit, hold = cut_at_stop(buffer, params.stop)
+                    ready = text[len(sent): len(text) - hold]
+                    if ready:
+                        sent += ready
+                        yield Piece(ready)
+                    if hit:
+                        break
+            finally:  # a stop string, or a client that went away: end generate() at its next step
+                stopped.set()
+                thread.join()
         if result and isinstance(result[0], BaseException):
             raise result[0]
         if not hit:

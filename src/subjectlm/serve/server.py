@@ -7,7 +7,7 @@ binds 127.0.0.1; with an API key every /v1 request needs `Authorization: Bearer 
 with an OpenAI-style `{"error": {"message": ...}}`, and the server keeps serving.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: FastAPI reads the (locally imported) annotations at runtime.
 
 import dataclasses
 import hmac
