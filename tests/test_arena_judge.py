@@ -200,3 +200,13 @@ def test_cli_actions(tmp_path, capsys):
     args = parser.parse_args(["arena", "results", str(tmp_path / "empty")])
     with pytest.raises(UserError, match="battles.jsonl"):
         args.func(args)
+
+
+def test_judging_needs_answers_of_two_models(tmp_path):
+    from subjectlm.config import ConfigError
+
+    with pytest.raises(ConfigError, match="generate"):
+        pending_pairs(tmp_path, "human", both_orders=False)
+    out = make_arena(tmp_path / "a", models=("alpha",))
+    with pytest.raises(ConfigError, match="two models"):
+        pending_pairs(out, "human", both_orders=False)

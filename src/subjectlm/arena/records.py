@@ -127,9 +127,15 @@ def pending_pairs(output_dir: Path, judge: str, both_orders: bool, models: Itera
     """
     import random
 
+    from subjectlm.config import ConfigError
+
     output_dir = Path(output_dir)
+    if not (output_dir / MODELS_FILE).is_file():
+        raise ConfigError(f"output_dir: {output_dir} has no answers: run `subjectlm eval arena generate` first")
     prompts = read_jsonl(output_dir / PROMPTS_FILE)
     names = [m for m in load_models(output_dir) if not models or m in set(models)]
+    if len(names) < 2:
+        raise ConfigError(f"models: judging needs two models with answers; {output_dir} has {names or 'none'}")
     answers = {m: load_answers(output_dir, m) for m in names}
     done = {(b.get("prompt_id"), b["model_a"], b["model_b"]) for b in load_battles(output_dir) if b.get("judge") == judge}
     jobs = []
