@@ -134,3 +134,19 @@ def test_pt_trains_on_blocks_with_validation(tmp_path, tiny_llama_dir):
     assert (out / "adapter_model.safetensors").is_file()
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["trained_tokens"] == 3 * 2 * 31  # every block position but the first is a target
+
+
+def test_streamed_blocks_loop_over_the_corpus(tmp_path, smollm_tokenizer):
+    from itertools import islice
+
+    from subjectlm.train.config import PTConfig
+    from subjectlm.train.pt import StreamedBlocks
+    from subjectlm.train.tokenize import iter_blocks
+
+    corpus = tmp_path / "c.jsonl"
+    docs = [f"stream document {i} " * 4 for i in range(5)]
+    corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    config = PTConfig(data=[str(corpus)], output_dir=str(tmp_path / "o"), block_size=16, streaming=True, max_steps=3)
+    expected = list(iter_blocks(docs, smollm_tokenizer, 16))
+    got = [row["input_ids"] for row in islice(StreamedBlocks(config, smollm_tokenizer), 2 * len(expected))]
+    assert got == expected + expected  # a second pass starts over once the corpus runs out

@@ -1,7 +1,21 @@
-"""`subjectlm dpo`: preference alignment (DPO) with LoRA (issue #4; not landed yet)."""
+"""`subjectlm dpo`: preference alignment with LoRA on TRL's DPOTrainer (issue #4)."""
 
-from subjectlm.commands._common import pending
+from __future__ import annotations
+
+from subjectlm.train.command import add_train_parser, run_stage
+from subjectlm.train.config import DPOConfig
 
 
 def add_parser(subparsers):
-    return pending(subparsers, "dpo", "preference alignment (DPO) with LoRA", issue=4)
+    return add_train_parser(subparsers, "dpo", "preference alignment (DPO) with LoRA; the reference is the base "
+                            "with the adapter off", DPOConfig, run)
+
+
+def _load():
+    from subjectlm.train.dpo import run
+
+    return run
+
+
+def run(args) -> int:
+    return run_stage(args, DPOConfig, _load)

@@ -37,7 +37,7 @@ class TrainConfig:
     modules_to_save: list[str] = option([], help="modules trained in full and saved with the adapter, e.g. embed_tokens,lm_head")
     full_finetuning: bool = option(False, help="train all weights, no LoRA (saves a full model)")
     load_in_kbits: int = option(16, help="4 or 8: QLoRA base weights through bitsandbytes (GPU only); 16: off")
-    peft_path: str = option("", help="an existing LoRA adapter to continue training")
+    peft_path: str = option("", help="an existing LoRA adapter to continue training (its rank and modules are kept)")
     trust_remote_code: bool = option(False, help="allow model code from the model directory")
     # --- optimisation
     learning_rate: float = option(1e-4, help="peak learning rate")
@@ -133,5 +133,29 @@ class SFTConfig(TrainConfig):
         super().__post_init__()
         if self.max_seq_length < 8:
             raise ConfigError(f"max_seq_length: must be >= 8, got {self.max_seq_length}")
+        if self.template not in TEMPLATES:
+            raise ConfigError(f"template: unknown template {self.template!r}; known: {', '.join(TEMPLATES)}")
+
+
+DPO_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot",
+              "apo_zero", "apo_down", "sigmoid_norm")
+
+
+@dataclass
+class DPOConfig(TrainConfig):
+    beta: float = option(0.1, help="strength of the pull towards the reference model (DPO's beta)")
+    loss_type: str = option("sigmoid", help="preference loss: " + ", ".join(DPO_LOSSES))
+    max_length: int = option(1024, help="tokens of prompt + answer; longer pairs are cut at the end")
+    template: str = option("tokenizer", help="chat template: tokenizer (its own), " + ", ".join(list(TEMPLATES)[1:]))
+    system_prompt: str = option("", help="system message for records without one")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.beta <= 0:
+            raise ConfigError(f"beta: must be > 0, got {self.beta}")
+        if self.loss_type not in DPO_LOSSES:
+            raise ConfigError(f"loss_type: must be one of {', '.join(DPO_LOSSES)}, got {self.loss_type!r}")
+        if self.max_length < 8:
+            raise ConfigError(f"max_length: must be >= 8, got {self.max_length}")
         if self.template not in TEMPLATES:
             raise ConfigError(f"template: unknown template {self.template!r}; known: {', '.join(TEMPLATES)}")

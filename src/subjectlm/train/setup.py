@@ -194,7 +194,7 @@ class MetricsCallback(TrainerCallback):
 class ProgressBar(TrainerCallback):
     """tqdm over optimizer steps with the last loss and trained (label) tokens per second; tqdm gives the ETA."""
 
-    def __init__(self, trainer: LabelOnlyTrainer):
+    def __init__(self, trainer: Trainer):
         self.trainer = trainer
         self.bar = None
 
@@ -206,15 +206,19 @@ class ProgressBar(TrainerCallback):
             self.start, self.tokens0 = time.time(), self.trainer.trained_tokens
             self.loss = float("nan")
 
+    def _postfix(self, refresh: bool) -> None:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rate = (self.trainer.trained_tokens - self.tokens0) * world / max(time.time() - self.start, 1e-9)
+        self.bar.set_postfix(loss=f"{self.loss:.4f}", tok_s=f"{rate:.0f}", refresh=refresh)
+
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "loss" in logs:
+        if self.bar is not None and logs and "loss" in logs:
             self.loss = logs["loss"]
+            self._postfix(refresh=True)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.bar is not None:
-            world = int(os.environ.get("WORLD_SIZE", "1"))
-            rate = (self.trainer.trained_tokens - self.tokens0) * world / max(time.time() - self.start, 1e-9)
-            self.bar.set_postfix(loss=f"{self.loss:.4f}", tok_s=f"{rate:.0f}", refresh=False)
+            self._postfix(refresh=False)
             self.bar.update(state.global_step - self.bar.n)
 
     def on_train_end(self, args, state, control, **kwargs):
@@ -222,11 +226,13 @@ class ProgressBar(TrainerCallback):
             self.bar.close()
 
 
-def training_arguments(config: TrainConfig, has_eval: bool, group_by_length: bool) -> TrainingArguments:
+def training_arguments(config: TrainConfig, has_eval: bool, group_by_length: bool,
+                       cls: type = TrainingArguments, **extra: Any) -> TrainingArguments:
+    """The Trainer's arguments from our config; `cls` may be a subclass such as TRL's DPOConfig."""
     out = Path(config.output_dir)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "runs")
     report = [r for r in config.report_to if r != "none"]
-    return TrainingArguments(
+    return cls(
         output_dir=str(out / CHECKPOINTS),
         per_device_train_batch_size=config.per_device_train_batch_size,
         per_device_eval_batch_size=config.per_device_eval_batch_size,
@@ -245,20 +251,28 @@ def training_arguments(config: TrainConfig, has_eval: bool, group_by_length: boo
         label_names=["labels"], prediction_loss_only=True, ddp_timeout=config.ddp_timeout,
         ddp_find_unused_parameters=False,
         train_sampling_strategy="group_by_length" if group_by_length else "random",
+        **extra,
     )
 
 
 def build_trainer(config: TrainConfig, model: Any, tokenizer: Any, train: Any, eval_: Any | None,
                   packed: bool, callbacks: list[Any] = ()) -> LabelOnlyTrainer:
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
     args = training_arguments(config, has_eval=eval_ is not None,
                               group_by_length=not packed and not isinstance(train, torch.utils.data.IterableDataset))
     collator = PackedCollator() if packed else PaddedCollator(tokenizer.pad_token_id)
     trainer = LabelOnlyTrainer(model=model, args=args, train_dataset=train, eval_dataset=eval_,
                                data_collator=collator, processing_class=tokenizer)
+    return add_callbacks(trainer, config, callbacks)
+
+
+def add_callbacks(trainer: Trainer, config: TrainConfig, callbacks: list[Any] = ()) -> Any:
+    """Our progress bar and metrics.jsonl instead of the Trainer's printer and bar."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
+    if not hasattr(trainer, "trained_tokens"):
+        trainer.trained_tokens = 0
     trainer.add_callback(MetricsCallback(Path(config.output_dir) / METRICS))
     trainer.add_callback(ProgressBar(trainer))
     for cb in callbacks:
@@ -290,7 +304,7 @@ def plot_loss(metrics_path: Path, png: Path) -> None:
     plt.close(fig)
 
 
-def train_and_save(trainer: LabelOnlyTrainer, config: TrainConfig, checkpoint: str | None,
+def train_and_save(trainer: Trainer, config: TrainConfig, checkpoint: str | None,
                    info: dict[str, Any]) -> dict[str, Any]:
     """Train (resuming if asked), then write the adapter, tokenizer, config and plots into output_dir."""
     out = Path(config.output_dir)

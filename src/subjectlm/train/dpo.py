@@ -1,0 +1,73 @@
+"""`subjectlm dpo`: preference alignment with LoRA on TRL's DPOTrainer.
+
+The reference model costs no second copy: for a fresh LoRA it is the base with the adapter
+disabled (TRL's PEFT path); when continuing an SFT adapter (`--peft_path`) the reference must be
+base + that adapter, so its log-probabilities are computed once before training
+(`precompute_ref_log_probs`) and the same adapter is then trained further. Prompts are rendered
+with our templates (as in sft) and handed to TRL as plain strings, so TRL adds no template of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from subjectlm.train.config import DPOConfig
+from subjectlm.train.templates import render, render_prompt
+
+
+def to_strings(pair: Any, tokenizer: Any, template: str, system_prompt: str) -> dict[str, str]:
+    """A PreferencePair as prompt / chosen / rejected text; each answer ends with the end-of-turn token."""
+    prompt = render_prompt(pair.prompt, template, tokenizer, system_prompt)
+
+    def answer(text: str) -> str:
+        segments = render([*pair.prompt, {"role": "assistant", "content": text}], template, tokenizer, system_prompt)
+        return [s for s, trained in segments if trained][-1]
+
+    return {"prompt": prompt, "chosen": answer(pair.chosen), "rejected": answer(pair.rejected)}
+
+
+def load_pairs(config: DPOConfig, paths: list[str], tokenizer: Any) -> tuple[Any, str]:
+    from datasets import Dataset
+
+    from subjectlm.data import load_dpo
+
+    loaded = load_dpo(paths, skip_invalid=config.skip_invalid)
+    rows = [to_strings(p, tokenizer, config.template, config.system_prompt) for p in loaded.items]
+    return Dataset.from_list(rows), loaded.summary()
+
+
+def run(config: DPOConfig, callbacks: list[Any] = ()) -> dict[str, Any]:
+    from trl import DPOConfig as TRLDPOConfig
+    from trl import DPOTrainer
+
+    from subjectlm.train.setup import (add_callbacks, final_loss, fmt_loss, is_main_process, load_model_for_training,
+                                       load_tokenizer_for, prepare_output_dir, train_and_save, training_arguments)
+
+    class CountingDPOTrainer(DPOTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if model.training and "completion_mask" in inputs:
+                self.trained_tokens = getattr(self, "trained_tokens", 0) + int(inputs["completion_mask"].sum())
+            return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+
+    checkpoint = prepare_output_dir(config)
+    tokenizer = load_tokenizer_for(config)
+    train, summary = load_pairs(config, config.data, tokenizer)
+    evaluation = None
+    if config.validation_file:
+        evaluation, eval_summary = load_pairs(config, config.validation_file, tokenizer)
+        summary += f"; validation: {eval_summary}"
+    if is_main_process():
+        print(summary, flush=True)
+    model = load_model_for_training(config, tokenizer, packed=False)
+    args = training_arguments(config, has_eval=evaluation is not None, group_by_length=False, cls=TRLDPOConfig,
+                              beta=config.beta, loss_type=[config.loss_type], max_length=config.max_length,
+                              precompute_ref_log_probs=bool(config.peft_path) or config.full_finetuning)
+    trainer = CountingDPOTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
+                                 processing_class=tokenizer)
+    add_callbacks(trainer, config, callbacks)
+    train_and_save(trainer, config, checkpoint, {"data": summary})
+    kind = "model" if config.full_finetuning else "adapter"
+    return {kind: str(Path(config.output_dir)),
+            "summary": f"dpo {trainer.state.global_step} steps, final loss {fmt_loss(final_loss(config))}; {summary}"}
