@@ -94,7 +94,7 @@ _QWEN2_SPLIT = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{
 # the regexes llama.cpp splits text with (llama.cpp cannot run an arbitrary regex). Steps are
 # ("bytelevel", use_regex), ("digits", individual_digits), ("split", pattern).
 PRE_TOKENIZERS: types.MappingProxyType[tuple, str] = types.MappingProxyType({
-    (("bytelevel", True),): "gpt2",                                   # GPT-2, SmolLM re-exported by transformers
+    (("bytelevel", True),): "gpt-2",                                  # GPT-2, SmolLM re-exported by transformers
     (("digits", True), ("bytelevel", True)): "smollm",                # SmolLM / StarCoder family
     (("split", _LLAMA3_SPLIT), ("bytelevel", False)): "llama-bpe",    # Llama 3
     (("split", _QWEN2_SPLIT), ("bytelevel", False)): "qwen2",         # Qwen 2 / 2.5

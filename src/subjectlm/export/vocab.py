@@ -158,8 +158,14 @@ def build_vocab(model_dir: Path, n_vocab: int, pre: str | None = None, trust_rem
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+    # The tokenizer as transformers actually runs it: a tokenizer class may replace what
+    # tokenizer.json says (transformers 5's Qwen2Tokenizer installs Qwen's own pre-tokenizer).
+    backend = getattr(tokenizer, "backend_tokenizer", None)
     tj_path = model_dir / "tokenizer.json"
-    tj = json.loads(tj_path.read_text(encoding="utf-8")) if tj_path.is_file() else None
+    if backend is not None:
+        tj = json.loads(backend.to_str())
+    else:
+        tj = json.loads(tj_path.read_text(encoding="utf-8")) if tj_path.is_file() else None
     if (model_dir / "tokenizer.model").is_file():
         vocab = _spm_vocab_from_model(model_dir / "tokenizer.model")
     elif tj and tj["model"].get("type") == "BPE" and tj["model"].get("byte_fallback"):
