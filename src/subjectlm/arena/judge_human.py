@@ -145,6 +145,7 @@ body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1200px;padding
 .answer h3{margin-top:0}
 .buttons button{font-size:1.05em;padding:.5em 1em;margin-right:.5em}
 #progress{float:right;color:#555}
+#category{color:#555;margin-bottom:.4em}
 kbd{border:1px solid #aaa;border-radius:3px;padding:0 .3em;font-size:.85em}
 </style></head><body>
 <div id="progress"></div>
