@@ -1,7 +1,6 @@
 """Answers: model specs, caching per (model, prompt), settings kept per name, prompts merged by id."""
 
 import json
-import shutil
 
 import pytest
 

@@ -5,7 +5,6 @@ package (the `dev` extra); it never downloads a browser and is skipped when eith
 """
 
 import json
-import shutil
 import threading
 import urllib.request
 from pathlib import Path
