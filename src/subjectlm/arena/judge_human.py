@@ -34,8 +34,10 @@ class HumanSession:
         self.output_dir = Path(output_dir)
         self.lock = threading.Lock()
         self.jobs = pending_pairs(self.output_dir, JUDGE, both_orders=False, models=models, seed=seed)
+        # Pairs judged before, among the same models, so that "n of N" counts across restarts.
         already = {(b.get("prompt_id"), frozenset((b["model_a"], b["model_b"])))
-                   for b in load_battles(self.output_dir) if b.get("judge") == JUDGE}
+                   for b in load_battles(self.output_dir) if b.get("judge") == JUDGE
+                   and (not models or {b["model_a"], b["model_b"]} <= set(models))}
         self.judged = len(already)
         self.total = self.judged + len(self.jobs)
         # A fresh token per pair: a vote counts only for the pair on screen (no double votes).
