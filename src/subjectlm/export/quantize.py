@@ -37,8 +37,19 @@ def quant_types() -> dict[str, int]:
     return types
 
 
+def _quiet(verbose: bool):
+    """llama.cpp logs every tensor to stderr; keep that for --verbose only."""
+    import contextlib
+
+    try:
+        from llama_cpp._utils import suppress_stdout_stderr
+    except ImportError:
+        return contextlib.nullcontext()
+    return suppress_stdout_stderr(disable=verbose)
+
+
 def quantize(source: str | Path, output: str | Path, qtype: str, overwrite: bool = False,
-             threads: int | None = None) -> Path:
+             threads: int | None = None, verbose: bool = False) -> Path:
     """Write `output` as `source` quantized to `qtype` (atomically)."""
     import ctypes
 
@@ -58,7 +69,8 @@ def quantize(source: str | Path, output: str | Path, qtype: str, overwrite: bool
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.tmp-", dir=output.parent)
     os.close(fd)
     try:
-        status = llama_cpp.llama_model_quantize(str(source).encode(), tmp.encode(), ctypes.byref(params))
+        with _quiet(verbose):
+            status = llama_cpp.llama_model_quantize(str(source).encode(), tmp.encode(), ctypes.byref(params))
         if status != 0:
             raise QuantizeError(f"llama.cpp could not quantize {source} to {qtype} (status {status}); "
                                 "some i-quants need an importance matrix")

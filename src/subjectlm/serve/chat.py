@@ -48,9 +48,11 @@ def answer(backend, messages: list[dict[str, str]], params, write: Callable[[str
     return "".join(parts)
 
 
-def chat_loop(backend, config: ChatConfig, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+def chat_loop(backend, config: ChatConfig, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
     from subjectlm.serve.backends import GenParams
 
+    stdin = stdin or sys.stdin  # looked up per call: tests and callers may swap sys.stdout
+    stdout = stdout or sys.stdout
     params = GenParams(max_tokens=config.max_tokens, temperature=config.temperature, top_p=config.top_p, seed=config.seed)
     start = [{"role": "system", "content": config.system}] if config.system else []
 
