@@ -30,11 +30,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The arena page test drives Debian's Chromium headless (Playwright with executable_path; no browser
+# download). Best effort: without root or the package, that one test skips and says why.
+BROWSER_STAMP := $(VENV)/.browser-stamp
+$(BROWSER_STAMP): | $(STAMP)
+	@if command -v chromium >/dev/null 2>&1; then echo "chromium: $$(command -v chromium)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "chromium could not be installed: the browser test will skip"; \
+	else echo "no chromium and no root: the browser test will skip"; fi
+	touch $(BROWSER_STAMP)
+
 demo: install
 	$(VENV)/bin/subjectlm model prepare
 	$(VENV)/bin/subjectlm run examples/demo.yaml
 
-test: install
+test: install $(BROWSER_STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: install

@@ -61,6 +61,11 @@ def _export():
     return ExportStageConfig, run
 
 
+def _arena():
+    from subjectlm.arena.stage import ArenaStageConfig, run
+    return ArenaStageConfig, run
+
+
 # stage name -> loader of (config dataclass, run function); imported only when used.
 STAGES: dict[str, Callable[[], tuple[type, Callable[[Any], dict]]]] = {
     "pt": _pt,
@@ -69,6 +74,7 @@ STAGES: dict[str, Callable[[], tuple[type, Callable[[Any], dict]]]] = {
     "merge": _merge,
     "eval": _eval,
     "export": _export,
+    "arena": _arena,
 }
 
 # config field -> pipeline state key, filled in when the recipe leaves the field out
@@ -80,6 +86,7 @@ INPUTS: dict[str, dict[str, str]] = {
     "merge": {"base": "model", "lora": "adapter_list"},
     "eval": {"model": "model", "base_model": "start_model"},
     "export": {"model": "model"},
+    "arena": {"model": "model", "base_model": "start_model"},
 }
 
 RECIPE_KEYS = {"model", "output_dir", "stages", "description"}
