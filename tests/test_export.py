@@ -255,7 +255,7 @@ def test_recipe_stage_exports_verifies_and_answers(tiny_llama_dir, tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["export", "gguf", "--help"], ["export", "verify", "--help"],
-                                  ["export", "ollama", "--help"], ["chat", "--help"], ["serve", "--help"]])
+                                  ["export", "ollama", "--help"], ["export", "lora", "--help"], ["chat", "--help"], ["serve", "--help"]])
 def test_cli_help(argv, capsys):
     from subjectlm.cli import main
 
@@ -279,3 +279,36 @@ def test_cli_export_then_verify_prints_the_table(tiny_qwen2_dir, tmp_path, capsy
     lines = text.out.strip().splitlines()
     assert "mean KLD" in lines[-4] and lines[-2].split()[-1] == "same" and len(lines) >= 4
     assert "already exists" in text.err
+
+
+# ---- LoRA adapter as a GGUF adapter ---------------------------------------------------------
+
+@needs_llama_cpp
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_qwen2_dir"])
+def test_lora_adapter_gguf_matches_the_merged_model(fixture, request, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from subjectlm.export.gguf import export_gguf
+    from subjectlm.export.lora import export_lora_gguf
+    from subjectlm.export.verify import verify
+    from subjectlm.models import load_model
+
+    base_dir = request.getfixturevalue(fixture)
+    torch.manual_seed(5)
+    config = LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,  # random A and B: a visible update
+                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    peft_model = get_peft_model(load_model(base_dir, dtype="fp32"), config)
+    peft_model.save_pretrained(tmp_path / "adapter")
+    base = export_gguf(base_dir, tmp_path / "base.gguf", "f16", progress=False).path
+    lora = export_lora_gguf(tmp_path / "adapter", base_dir, tmp_path / "lora.gguf")
+    (with_lora,) = verify(base_dir, [base], max_tokens=128, adapter=tmp_path / "adapter", lora_gguf=lora)
+    (without,) = verify(base_dir, [base], max_tokens=128, adapter=tmp_path / "adapter")
+    assert with_lora.top1 >= 0.99 and with_lora.mean_kld <= 1e-3, with_lora
+    assert without.mean_kld > 100 * with_lora.mean_kld  # the adapter really changes the model
+
+    from subjectlm.cli import main
+
+    assert main(["export", "lora", "--adapter", str(tmp_path / "adapter"), "--model", str(base_dir),
+                 "--output", str(tmp_path / "cli.gguf")]) == 0
+    assert (tmp_path / "cli.gguf").read_bytes() == lora.read_bytes()

@@ -9,7 +9,7 @@ from subjectlm.config import add_config_arguments, config_from_args
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from subjectlm.export.stage import GGUFConfig, OllamaConfig, VerifyConfig
+    from subjectlm.export.stage import GGUFConfig, LoraExportConfig, OllamaConfig, VerifyConfig
 
     parser = subparsers.add_parser("export", help="export to GGUF for llama.cpp, quantize, verify, ollama Modelfile")
     actions = parser.add_subparsers(dest="export_action", metavar="ACTION", required=True)
@@ -21,6 +21,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                 description="Score the same tokens with the HF model and each GGUF; one row per GGUF.")
     add_config_arguments(verify, VerifyConfig)
     verify.set_defaults(func=run_verify)
+    lora = actions.add_parser("lora", help="convert a PEFT LoRA adapter to a GGUF adapter (llama.cpp --lora)")
+    add_config_arguments(lora, LoraExportConfig)
+    lora.set_defaults(func=run_lora)
     ollama = actions.add_parser("ollama", help="write an ollama Modelfile (chat template, stop tokens) beside a GGUF")
     add_config_arguments(ollama, OllamaConfig)
     ollama.set_defaults(func=run_ollama)
@@ -71,7 +74,22 @@ def run_verify(args: argparse.Namespace) -> int:
     def job():
         config = config_from_args(VerifyConfig, args)
         text = Path(config.data).read_text(encoding="utf-8") if config.data else None
-        print(format_table(verify(config.model, config.gguf, text, config.max_tokens)))
+        print(format_table(verify(config.model, config.gguf, text, config.max_tokens, config.adapter, config.lora)))
+        return 0
+
+    return _guarded(job)
+
+
+def run_lora(args: argparse.Namespace) -> int:
+    from subjectlm.export.lora import export_lora_gguf
+    from subjectlm.export.stage import LoraExportConfig
+    from subjectlm.models import resolve_model
+
+    def job():
+        config = config_from_args(LoraExportConfig, args)
+        path = export_lora_gguf(config.adapter, resolve_model(config.model), config.output, config.outtype,
+                                config.overwrite)
+        print(f"wrote {path} (use with the base model's GGUF: llama.cpp --lora {path})")
         return 0
 
     return _guarded(job)

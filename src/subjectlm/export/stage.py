@@ -44,8 +44,12 @@ class VerifyConfig:
     gguf: list[str] = option([], help="one or more GGUF files to compare with it")
     data: str | None = option(None, help="text file to score (default: a held-out sample shipped with subjectlm)")
     max_tokens: int = option(512, help="tokens of the text to compare")
+    adapter: str | None = option(None, help="PEFT LoRA adapter: compare against the model with it merged")
+    lora: str | None = option(None, help="the adapter's GGUF export, applied to each GGUF (`export lora`)")
 
     def __post_init__(self):
+        if self.lora and not self.adapter:
+            raise ConfigError("lora: also give --adapter, the PEFT adapter it was exported from")
         if not self.gguf:
             raise ConfigError("gguf: give at least one .gguf file")
         for path in self.gguf:
@@ -55,6 +59,21 @@ class VerifyConfig:
             raise ConfigError(f"data: {self.data} does not exist")
         if self.max_tokens < 2:
             raise ConfigError("max_tokens: must be at least 2")
+
+
+@dataclasses.dataclass
+class LoraExportConfig:
+    adapter: str = option("", help="PEFT LoRA adapter directory", aliases=("--lora_model",))
+    model: str = option("default", help="the base model the adapter was trained on")
+    output: str = option("adapter.gguf", help="GGUF adapter file to write (llama.cpp --lora)")
+    outtype: str = option("f16", help="f16 | f32")
+    overwrite: bool = option(False, help="replace an existing output file")
+
+    def __post_init__(self):
+        if not self.adapter or not (Path(self.adapter) / "adapter_config.json").is_file():
+            raise ConfigError(f"adapter: {self.adapter or '(none)'} is not a PEFT adapter directory")
+        if self.outtype not in ("f16", "f32"):
+            raise ConfigError(f"outtype: {self.outtype!r} is not f16 or f32")
 
 
 @dataclasses.dataclass
@@ -131,8 +150,11 @@ def run(config: ExportStageConfig) -> dict:
         from subjectlm.serve.backends import GenParams, open_backend
 
         backend = open_backend(paths[-1], "llamacpp")
-        reply = "".join(p.text for p in backend.chat([{"role": "user", "content": config.question}],
-                                                     GenParams(max_tokens=128)))
+        try:
+            reply = "".join(p.text for p in backend.chat([{"role": "user", "content": config.question}],
+                                                         GenParams(max_tokens=128)))
+        finally:
+            backend.close()
         print(f"Q: {config.question}\nA: {reply}", flush=True)
         write_json(out / "answer.json", {"gguf": str(paths[-1]), "question": config.question, "answer": reply})
         summary.append(f"answer: {reply.strip()[:60]!r}")

@@ -75,19 +75,23 @@ def _logsumexp(x):
     return m + np.log(np.exp(x - m).sum(axis=1, keepdims=True))
 
 
-def hf_logits(model_dir: Path, token_ids: list[int]):
-    """[n, vocab] float32 logits of the HF model (fp32) for every position."""
+def hf_logits(model_dir: Path, token_ids: list[int], adapter: str | Path | None = None):
+    """[n, vocab] float32 logits of the HF model (fp32, with a LoRA adapter merged in) for every position."""
     import torch
 
     from subjectlm.models import load_model
 
     model = load_model(model_dir, dtype="fp32")
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     with torch.no_grad():
         out = model(torch.tensor([token_ids])).logits[0]
     return out.float().numpy()
 
 
-def open_llama(path: str | Path, n_ctx: int = 2048, logits_all: bool = False):
+def open_llama(path: str | Path, n_ctx: int = 2048, logits_all: bool = False, lora: str | Path | None = None):
     """A llama_cpp.Llama on CPU, quiet; a clear error when llama-cpp-python is missing."""
     import os
 
@@ -98,14 +102,15 @@ def open_llama(path: str | Path, n_ctx: int = 2048, logits_all: bool = False):
 
         raise UserError("llama-cpp-python is not installed: pip install 'subjectlm[gguf]'") from exc
     return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, logits_all=logits_all, verbose=False,
-                           n_threads=max(1, min(4, os.cpu_count() or 1)), n_gpu_layers=0)
+                           n_threads=max(1, min(4, os.cpu_count() or 1)), n_gpu_layers=0,
+                           lora_path=str(lora) if lora else None)
 
 
-def gguf_logits(path: Path, token_ids: list[int]):
-    """[n, vocab] logits llama.cpp computes for the same tokens."""
+def gguf_logits(path: Path, token_ids: list[int], lora: str | Path | None = None):
+    """[n, vocab] logits llama.cpp computes for the same tokens (and the open model)."""
     import numpy as np
 
-    llm = open_llama(path, n_ctx=max(64, len(token_ids)), logits_all=True)
+    llm = open_llama(path, n_ctx=max(64, len(token_ids)), logits_all=True, lora=lora)
     try:
         llm.eval(token_ids)
         return np.array(llm.scores[: len(token_ids)], dtype=np.float32), llm
@@ -114,8 +119,11 @@ def gguf_logits(path: Path, token_ids: list[int]):
         raise
 
 
-def verify(model: str | Path, ggufs: list[str | Path], text: str | None = None, max_tokens: int = 512) -> list[VerifyRow]:
-    """One row per GGUF: how closely it follows the HF model on `text`."""
+def verify(model: str | Path, ggufs: list[str | Path], text: str | None = None, max_tokens: int = 512,
+           adapter: str | Path | None = None, lora_gguf: str | Path | None = None) -> list[VerifyRow]:
+    """One row per GGUF: how closely it follows the HF model on `text`. With `adapter` (a PEFT
+    directory) and `lora_gguf` (its GGUF export), the reference is the merged model and each
+    GGUF runs with the GGUF adapter applied."""
     from subjectlm.models import load_tokenizer, resolve_model
 
     model_dir = resolve_model(model)
@@ -123,10 +131,10 @@ def verify(model: str | Path, ggufs: list[str | Path], text: str | None = None, 
     text = text or SAMPLE_TEXT
     token_ids = tokenizer(text, add_special_tokens=True)["input_ids"][:max_tokens]
     bare_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    reference = hf_logits(model_dir, token_ids)
+    reference = hf_logits(model_dir, token_ids, adapter)
     rows = []
     for path in ggufs:
-        logits, llm = gguf_logits(Path(path), token_ids)
+        logits, llm = gguf_logits(Path(path), token_ids, lora_gguf)
         try:
             tokens_match = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False) == bare_ids
         finally:

@@ -172,6 +172,10 @@ class LlamaCppBackend:
         self.context = self.llm.n_ctx()
         self.lock = threading.Lock()
 
+    def close(self) -> None:
+        """Free llama.cpp's memory now (its finalizer at interpreter exit is noisy)."""
+        self.llm.close()
+
     def _kwargs(self, params: GenParams) -> dict[str, Any]:
         kw: dict[str, Any] = dict(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
                                   stop=params.stop or None, stream=True)

@@ -93,4 +93,7 @@ def run(config: ChatConfig) -> int:
     from subjectlm.serve.backends import open_backend
 
     backend = open_backend(config.model, config.backend, n_ctx=config.n_ctx, trust_remote_code=config.trust_remote_code)
-    return chat_loop(backend, config)
+    try:
+        return chat_loop(backend, config)
+    finally:
+        getattr(backend, "close", lambda: None)()
