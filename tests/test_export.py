@@ -53,6 +53,14 @@ def tiny_gemma_dir(tmp_path_factory, smollm_tokenizer):
     return _tiny(tmp_path_factory.mktemp("tiny-gemma"), config, smollm_tokenizer, seed=4)
 
 
+@pytest.fixture(scope="module")
+def tiny_gemma2_dir(tmp_path_factory, smollm_tokenizer):
+    from transformers import Gemma2Config
+
+    config = Gemma2Config(**_common(smollm_tokenizer), head_dim=16, query_pre_attn_scalar=16, sliding_window=512)
+    return _tiny(tmp_path_factory.mktemp("tiny-gemma2"), config, smollm_tokenizer, seed=5)
+
+
 # ---- tables -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("family, hf, gguf", [
@@ -156,7 +164,7 @@ def test_unsupported_model_type_is_refused(tmp_path):
 
 @needs_llama_cpp
 @pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_llama_untied_dir", "tiny_qwen2_dir",
-                                     "tiny_mistral_dir", "tiny_gemma_dir"])
+                                     "tiny_mistral_dir", "tiny_gemma_dir", "tiny_gemma2_dir"])
 def test_f16_export_agrees_with_transformers(fixture, request, tmp_path):
     from subjectlm.export.gguf import export_gguf
     from subjectlm.export.verify import verify
@@ -312,3 +320,63 @@ def test_lora_adapter_gguf_matches_the_merged_model(fixture, request, tmp_path):
     assert main(["export", "lora", "--adapter", str(tmp_path / "adapter"), "--model", str(base_dir),
                  "--output", str(tmp_path / "cli.gguf")]) == 0
     assert (tmp_path / "cli.gguf").read_bytes() == lora.read_bytes()
+
+
+# ---- SentencePiece tokenizers (Llama 2, Mistral, Gemma ship these) ---------------------------
+
+@pytest.fixture(scope="module")
+def tiny_spm_dirs(tmp_path_factory):
+    """A tiny Llama with a byte-fallback SentencePiece BPE tokenizer trained here (500 pieces, 512
+    embedding rows): one directory with tokenizer.model, one with only tokenizer.json."""
+    import json
+    import shutil
+
+    import sentencepiece
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+    from subjectlm.export.verify import SAMPLE_TEXT
+
+    root = tmp_path_factory.mktemp("spm")
+    lines = [line for line in SAMPLE_TEXT.splitlines() if line.strip()] * 3
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines), model_prefix=str(root / "sp"), vocab_size=500, model_type="bpe",
+        byte_fallback=True, character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
+    (root / "src").mkdir()
+    shutil.copy(root / "sp.model", root / "src" / "tokenizer.model")
+    (root / "src" / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+         "legacy": False}))
+    tok = AutoTokenizer.from_pretrained(str(root / "src"))
+    config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(6)
+    model = AutoModelForCausalLM.from_config(config)
+    dirs = []
+    for name in ("with-model", "json-only"):
+        model.save_pretrained(root / name)
+        tok.save_pretrained(root / name)
+        dirs.append(root / name)
+    shutil.copy(root / "sp.model", dirs[0] / "tokenizer.model")
+    return dirs
+
+
+@needs_llama_cpp
+@pytest.mark.parametrize("which", [0, 1])
+def test_sentencepiece_tokenizer_tokenizes_like_transformers(tiny_spm_dirs, which, tmp_path):
+    import gguf
+
+    from subjectlm.export.gguf import export_gguf
+    from subjectlm.export.verify import verify
+
+    model_dir = tiny_spm_dirs[which]
+    path = export_gguf(model_dir, tmp_path / "spm.gguf", "f16", progress=False).path
+    fields = gguf.GGUFReader(str(path)).fields
+    assert fields["tokenizer.ggml.model"].contents() == "llama"
+    tokens = fields["tokenizer.ggml.tokens"].contents()
+    assert len(tokens) == 512 and tokens[511] == "[PAD511]"  # padded to the embedding's rows
+    text = "Photosynthesis happens in chloroplasts. Zebra quokka 42 éàü 光合作用 🙂 end."  # unseen: byte fallback
+    (row,) = verify(model_dir, [path], text=text)
+    assert row.tokens_match, "llama.cpp tokenizes differently from transformers"
+    assert row.top1 >= 0.99 and row.mean_kld <= 1e-3, row

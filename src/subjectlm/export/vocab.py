@@ -175,11 +175,15 @@ def build_vocab(model_dir: Path, n_vocab: int, pre: str | None = None, trust_rem
     else:
         raise VocabError(f"{model_dir}: need tokenizer.json (BPE) or tokenizer.model (SentencePiece)")
     if vocab.model == "llama":
-        # Llama 2 / Mistral prepend "▁" to the text (SentencePiece's dummy prefix); Gemma does not.
+        # Llama 2 / Mistral prepend "▁" to the text (SentencePiece's dummy prefix), written either as a
+        # Prepend normalizer or as a Metaspace pre-tokenizer; Gemma does not.
         norm = (tj or {}).get("normalizer") or {}
-        steps = norm.get("normalizers", [norm])
+        pre = (tj or {}).get("pre_tokenizer") or {}
+        steps = norm.get("normalizers", [norm]) + pre.get("pretokenizers", [pre])
         vocab.add_space_prefix = (tj is None) or any(
-            s.get("type") == "Prepend" and s.get("prepend") == "\u2581" for s in steps)
+            (s.get("type") == "Prepend" and s.get("prepend") == "\u2581")
+            or (s.get("type") == "Metaspace" and s.get("prepend_scheme", "always") in ("always", "first"))
+            for s in steps)
     # The embedding decides the vocabulary size; the tokenizer may be shorter (padding rows).
     if len(vocab.tokens) > n_vocab:
         raise VocabError(f"the tokenizer has {len(vocab.tokens)} tokens but the model's embedding has only "
