@@ -1,0 +1,99 @@
+"""The llama.cpp backend: a GGUF file (e.g. a quantized export) through llama-cpp-python.
+
+So a quantized model's exam score can be set beside its source's. Prefix reuse
+is llama.cpp's own: the subject's shared prefix is decoded once; for each question
+the context is cut back to the prefix (`n_tokens`; `eval` drops the KV cells
+after it) and only the question's tokens are decoded. Logits are the context's raw
+last-token logits, never a sampler's.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from subjectlm.eval.backends import BackendUnavailable
+from subjectlm.eval.backends.hf import common_prefix_length
+
+
+class LlamaCppBackend:
+    def __init__(self, model: str, batch_size: int = 8, n_ctx: int = 8192, n_threads: int | None = None,
+                 prefix_reuse: bool = True, **_ignored):
+        try:
+            import llama_cpp
+        except ImportError:
+            raise BackendUnavailable("the llamacpp backend needs llama-cpp-python: pip install llama-cpp-python") from None
+        import numpy as np
+
+        from subjectlm.models import resolve_model
+
+        path = resolve_model(model)
+        if not str(path).endswith(".gguf"):
+            raise BackendUnavailable(f"{path}: the llamacpp backend reads a .gguf file")
+        self._np = np
+        self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, logits_all=False,
+                                   n_threads=n_threads, verbose=False)
+        self.prefix_reuse = prefix_reuse
+        self._cont_cache: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_special_tokens, special=True)
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise BackendUnavailable("this GGUF file has no chat template: drop --with_prompt")
+        vocab = self.llm
+        bos = vocab.detokenize([vocab.token_bos()], special=True).decode("utf-8", "ignore") if vocab.token_bos() >= 0 else ""
+        eos = vocab.detokenize([vocab.token_eos()], special=True).decode("utf-8", "ignore") if vocab.token_eos() >= 0 else ""
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        return env.from_string(template).render(messages=messages, add_generation_prompt=True,
+                                                bos_token=bos, eos_token=eos)
+
+    def continuation_ids(self, prompt: str, continuations: Sequence[str]) -> list[int]:
+        """As HFBackend.continuation_ids: the first token each continuation adds after the prompt's tail."""
+        tail = prompt[-64:]
+        key = (tail, tuple(continuations))
+        if key not in self._cont_cache:
+            context = self.encode(tail, add_special_tokens=False)
+            ids = []
+            for cont in continuations:
+                whole = self.encode(tail + cont, add_special_tokens=False)
+                ok = whole[: len(context)] == context and len(whole) > len(context)
+                ids.append(whole[len(context)] if ok else self.encode(cont, add_special_tokens=False)[0])
+            self._cont_cache[key] = ids
+        return self._cont_cache[key]
+
+    def _last_logprobs(self):
+        np = self._np
+        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),)).astype(np.float64)
+        top = logits.max()
+        return logits - top - np.log(np.exp(logits - top).sum())
+
+    def score_next(self, prompts: Sequence[str], continuations: Sequence[str],
+                   add_special_tokens: bool = True) -> list[list[float]]:
+        seqs = [self.encode(p, add_special_tokens) for p in prompts]
+        prefix_len = common_prefix_length(seqs) if self.prefix_reuse else 0
+        self.llm.reset()
+        if prefix_len:
+            self.llm.eval(seqs[0][:prefix_len])
+        out = []
+        for text, seq in zip(prompts, seqs):
+            self.llm.n_tokens = prefix_len  # the next eval drops the previous question's cells
+            self.llm.eval(seq[prefix_len:])
+            logprobs = self._last_logprobs()
+            out.append([float(logprobs[i]) for i in self.continuation_ids(text, continuations)])
+        return out
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, add_special_tokens: bool = True) -> list[str]:
+        replies = []
+        for text in prompts:
+            self.llm.reset()
+            new: list[int] = []
+            for token in self.llm.generate(self.encode(text, add_special_tokens), temp=0.0, top_k=1, reset=True):
+                if self.llm.token_eos() == token or len(new) >= max_new_tokens:
+                    break
+                new.append(token)
+            replies.append(self.llm.detokenize(new).decode("utf-8", "ignore"))
+        return replies
