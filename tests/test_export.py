@@ -254,7 +254,7 @@ def test_recipe_stage_exports_verifies_and_answers(tiny_llama_dir, tmp_path):
     from subjectlm.export.stage import ExportStageConfig, run
 
     result = run(ExportStageConfig(model=str(tiny_llama_dir), output_dir=str(tmp_path), quantize=["q8_0"],
-                                   question="Hello?", ollama=True))
+                                   question="Hello?", answer_tokens=8, ollama=True))
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "Modelfile", "answer.json", "model-f16-q8_0.gguf", "model-f16.gguf", "verify.json"]
     rows = json.loads((tmp_path / "verify.json").read_text())
@@ -380,3 +380,17 @@ def test_sentencepiece_tokenizer_tokenizes_like_transformers(tiny_spm_dirs, whic
     (row,) = verify(model_dir, [path], text=text)
     assert row.tokens_match, "llama.cpp tokenizes differently from transformers"
     assert row.top1 >= 0.99 and row.mean_kld <= 1e-3, row
+
+
+def test_compare_logits_golden():
+    import numpy as np
+
+    from subjectlm.export.verify import compare_logits
+
+    a = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]]))
+    b = np.log(np.array([[0.25, 0.5, 0.25], [0.1, 0.8, 0.1]]))
+    kld, top1, ppl_a, ppl_b = compare_logits(a, b, [0, 1, 2])
+    assert kld == pytest.approx((0.5 * np.log(2) + 0.25 * np.log(0.5)) / 2)
+    assert top1 == 0.5
+    assert ppl_a == pytest.approx(np.exp(-(np.log(0.25) + np.log(0.1)) / 2))
+    assert ppl_b == pytest.approx(np.exp(-(np.log(0.5) + np.log(0.1)) / 2))

@@ -96,6 +96,7 @@ class ExportStageConfig:
     quantize: list[str] = option(["q8_0"], help="llama.cpp types to quantize to as well")
     verify: bool = option(True, help="compare every GGUF with the HF model; writes verify.json")
     question: str | None = option(None, help="ask this through llama.cpp (the last GGUF) and keep the answer")
+    answer_tokens: int = option(128, help="longest answer to `question`, in tokens")
     ollama: bool = option(False, help="write a Modelfile for ollama beside the GGUFs")
     overwrite: bool = option(True, help="replace earlier outputs (a recipe re-run re-exports)")
 
@@ -152,7 +153,7 @@ def run(config: ExportStageConfig) -> dict:
         backend = open_backend(paths[-1], "llamacpp")
         try:
             reply = "".join(p.text for p in backend.chat([{"role": "user", "content": config.question}],
-                                                         GenParams(max_tokens=128)))
+                                                         GenParams(max_tokens=config.answer_tokens)))
         finally:
             backend.close()
         print(f"Q: {config.question}\nA: {reply}", flush=True)

@@ -51,28 +51,19 @@ class VerifyRow:
 
 def compare_logits(hf_logits, gguf_logits, token_ids) -> tuple[float, float, float, float]:
     """(mean KL, top-1 agreement, perplexity hf, perplexity gguf) of two [n, vocab] logit arrays."""
-    import numpy as np
+    import torch
 
-    hf = np.asarray(hf_logits, dtype=np.float64)
-    gg = np.asarray(gguf_logits, dtype=np.float64)
-    n = min(hf.shape[1], gg.shape[1])  # a padded GGUF vocab has extra unused columns
-    hf, gg = hf[:, :n], gg[:, :n]
-    lp_hf = hf - _logsumexp(hf)
-    lp_gg = gg - _logsumexp(gg)
-    kld = (np.exp(lp_hf) * (lp_hf - lp_gg)).sum(axis=1)
-    top1 = (hf.argmax(axis=1) == gg.argmax(axis=1)).mean()
-    targets = np.asarray(token_ids[1:])
-    rows = np.arange(len(targets))
-    ppl_hf = float(np.exp(-lp_hf[rows, targets].mean()))
-    ppl_gg = float(np.exp(-lp_gg[rows, targets].mean()))
-    return float(kld.mean()), float(top1), ppl_hf, ppl_gg
-
-
-def _logsumexp(x):
-    import numpy as np
-
-    m = x.max(axis=1, keepdims=True)
-    return m + np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+    n = min(hf_logits.shape[1], gguf_logits.shape[1])  # a padded GGUF vocab has extra unused columns
+    hf = torch.as_tensor(hf_logits[:, :n], dtype=torch.float64)
+    gg = torch.as_tensor(gguf_logits[:, :n], dtype=torch.float64)
+    lp_hf = torch.log_softmax(hf, dim=1)
+    lp_gg = torch.log_softmax(gg, dim=1)
+    kld = (lp_hf.exp() * (lp_hf - lp_gg)).sum(dim=1)
+    top1 = (hf.argmax(dim=1) == gg.argmax(dim=1)).double().mean()
+    targets = torch.as_tensor(token_ids[1:1 + hf.shape[0]]).unsqueeze(1)
+    ppl_hf = lp_hf.gather(1, targets).mean().neg().exp()
+    ppl_gg = lp_gg.gather(1, targets).mean().neg().exp()
+    return float(kld.mean()), float(top1), float(ppl_hf), float(ppl_gg)
 
 
 def hf_logits(model_dir: Path, token_ids: list[int], adapter: str | Path | None = None):
@@ -101,9 +92,17 @@ def open_llama(path: str | Path, n_ctx: int = 2048, logits_all: bool = False, lo
         from subjectlm.errors import UserError
 
         raise UserError("llama-cpp-python is not installed: pip install 'subjectlm[gguf]'") from exc
-    return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, logits_all=logits_all, verbose=False,
-                           n_threads=max(1, min(4, os.cpu_count() or 1)), n_gpu_layers=0,
-                           lora_path=str(lora) if lora else None)
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, logits_all=logits_all, verbose=False,
+                               n_threads=max(1, min(8, threads)), n_gpu_layers=0,
+                               lora_path=str(lora) if lora else None)
+    except ValueError as exc:  # llama.cpp says why only on stderr, which verbose=False hides
+        from subjectlm.errors import UserError
+
+        raise UserError(f"llama.cpp (llama-cpp-python {llama_cpp.__version__}) could not load {path}"
+                        f"{' with adapter ' + str(lora) if lora else ''}: {exc}. Is it a GGUF for this "
+                        "llama.cpp version? Loading it with llama_cpp.Llama(..., verbose=True) shows the reason") from exc
 
 
 def gguf_logits(path: Path, token_ids: list[int], lora: str | Path | None = None):
