@@ -147,7 +147,8 @@ def _prepare_output(out: Path, config: ExamConfig) -> list[dict[str, Any]]:
     if exists and not config.overwrite:
         raise OutputExistsError(f"{out} already exists; pass --resume to continue it or --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
-    (out / PREDICTIONS).unlink(missing_ok=True)
+    for name in (PREDICTIONS, "summary.json", "report.md", "categories.png", "submission.json"):
+        (out / name).unlink(missing_ok=True)  # nothing of an overwritten run may linger
     write_json(out / "run_config.json", settings)
     return []
 
