@@ -263,9 +263,9 @@ def export_gguf(model_dir: str | Path, output: str | Path, outtype: str = "f16",
         writer.write_padding(handle, handle.tell())
         wanted = {hf: name for hf, name, _ in plan}
         n_head, n_kv = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]
-        arrays = {}
         bar = tqdm(total=len(plan), desc=f"export {outtype}", unit="tensor", disable=not progress)
-        # Tensors come out of safetensors in file order; the plan uses the same order.
+        # Tensors come out of safetensors in the order _plan saw them, which is the order of the
+        # tensor infos: the writer checks each one's size as it goes.
         for hf_name, array in _hf_tensors(model_dir):
             if hf_name not in wanted:
                 continue
@@ -276,9 +276,8 @@ def export_gguf(model_dir: str | Path, output: str | Path, outtype: str = "f16",
                 array = permute_qk(array, n_kv)
             if spec.norm_plus_one and name.endswith("norm.weight"):
                 array = array + 1.0
-            arrays[name] = _cast(array, types[name])
+            writer.write_tensor_data(_cast(array, types[name]))
             bar.update(1)
-            writer.write_tensor_data(arrays.pop(name))
         for name, array in extra:
             writer.write_tensor_data(array)
         bar.close()

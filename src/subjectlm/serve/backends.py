@@ -183,30 +183,36 @@ class LlamaCppBackend:
             kw["seed"] = params.seed
         return kw
 
+    def _usage(self, text: str) -> tuple[int, int]:
+        # llama-cpp-python streams text, not token counts: re-tokenize the answer, and take the
+        # prompt as what else sits in the context (approximate by a token at most).
+        completion = len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)) if text else 0
+        return max(0, self.llm.n_tokens - completion), completion
+
     def chat(self, messages, params):
         with self.lock:
-            n = 0
+            parts = []
             finish = None
             for chunk in self.llm.create_chat_completion(messages=messages, **self._kwargs(params)):
                 choice = chunk["choices"][0]
                 text = choice.get("delta", {}).get("content") or ""
                 finish = choice.get("finish_reason") or finish
                 if text:
-                    n += 1
+                    parts.append(text)
                     yield Piece(text)
-            yield Piece("", finish or "stop", 0, n)
+            yield Piece("", finish or "stop", *self._usage("".join(parts)))
 
     def complete(self, prompt, params):
         with self.lock:
-            n = 0
+            parts = []
             finish = None
             for chunk in self.llm.create_completion(prompt=prompt, **self._kwargs(params)):
                 choice = chunk["choices"][0]
                 finish = choice.get("finish_reason") or finish
                 if choice.get("text"):
-                    n += 1
+                    parts.append(choice["text"])
                     yield Piece(choice["text"])
-            yield Piece("", finish or "stop", len(self.llm.tokenize(prompt.encode("utf-8"))), n)
+            yield Piece("", finish or "stop", *self._usage("".join(parts)))
 
 
 class VLLMBackend:
