@@ -183,3 +183,43 @@ def test_vllm_backend_is_a_clear_error_without_vllm(tiny_llama_dir):
         pytest.skip("vllm is installed here")
     with pytest.raises(UserError, match="vLLM"):
         open_backend(tiny_llama_dir, "vllm")
+
+
+def test_completions_without_prompt_is_a_400(base_url):
+    import httpx
+
+    r = httpx.post(base_url + "/completions", json={"max_tokens": 2}, headers={"Authorization": f"Bearer {KEY}"})
+    assert r.status_code == 400 and r.json()["error"]["message"].startswith("prompt")
+
+
+def test_cli_serve_process(tiny_llama_dir, tmp_path):
+    """`subjectlm serve` as users run it: a process on 127.0.0.1 that the openai client can use."""
+    import os
+    import subprocess
+    import sys
+
+    port = _free_port()
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "subjectlm", "serve", "--model", str(tiny_llama_dir),
+                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "SUBJECTLM_API_KEY": "env-key"})
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="env-key", max_retries=0, timeout=60)
+        deadline = time.time() + 120
+        while True:
+            try:
+                models = client.models.list()
+                break
+            except openai.APIConnectionError:
+                assert proc.poll() is None and time.time() < deadline, (tmp_path / "serve.log").read_text()
+                time.sleep(0.5)
+        assert [m.id for m in models.data] == [tiny_llama_dir.name]
+        reply = client.chat.completions.create(model="x", messages=MESSAGES, max_tokens=3)
+        assert reply.usage.completion_tokens <= 3
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="nope", max_retries=0).models.list()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+    assert "serving" in (tmp_path / "serve.log").read_text()
