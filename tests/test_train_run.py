@@ -135,6 +135,27 @@ def test_pt_trains_on_blocks_with_validation(tmp_path, tiny_llama_dir):
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["trained_tokens"] == 3 * 2 * 31  # every block position but the first is a target
 
+    # sft continues the pt adapter (as the recipe does): its rank and weights carry over.
+    records = tmp_path / "sft.jsonl"
+    records.write_text(json.dumps({"instruction": "What are rocks?", "output": "Minerals, mostly."}) + "\n")
+    sft_out = tmp_path / "sft"
+    assert main(["sft", "--model", str(tiny_llama_dir), "--data", str(records), "--output_dir", str(sft_out),
+                 "--peft_path", str(out), "--lora_rank", "4", "--max_steps", "1", "--learning_rate", "0",
+                 "--report_to", "none"]) == 0
+    assert json.loads((sft_out / "adapter_config.json").read_text())["r"] == 8
+    a, b = _adapter(out), _adapter(sft_out)
+    assert set(a) == set(b) and all(float((a[k] - b[k]).abs().max()) == 0 for k in a)  # lr 0: unchanged
+
+
+def test_qlora_on_cpu_is_a_clear_error(tmp_path, tiny_llama_dir):
+    from subjectlm.config import ConfigError
+    from subjectlm.train.config import SFTConfig
+    from subjectlm.train.setup import load_model_for_training
+
+    config = SFTConfig(model=str(tiny_llama_dir), data=["x.json"], output_dir=str(tmp_path / "o"), load_in_kbits=4)
+    with pytest.raises(ConfigError, match="load_in_kbits: 4-bit QLoRA needs a CUDA GPU"):
+        load_model_for_training(config, tokenizer=None, packed=True)
+
 
 def test_streamed_blocks_loop_over_the_corpus(tmp_path, smollm_tokenizer):
     from itertools import islice
