@@ -34,6 +34,28 @@ def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
     return max(n, 0)
 
 
+def _expand(prefix_cache, n: int):
+    """A copy of the batch-1 prefix cache repeated to batch size n (the original stays untouched)."""
+    cache = copy.deepcopy(prefix_cache)
+    if n > 1:
+        cache.batch_repeat_interleave(n)
+    return cache
+
+
+def _truncate(cache, length: int) -> bool:
+    """Cut a cache back to its first `length` positions, in place, so the next batch reuses it without
+    a copy. Only plain full-attention layers (keys/values [batch, heads, seq, dim]) are cut; for any
+    other kind (sliding window, linear attention) return False and let the caller expand afresh."""
+    layers = getattr(cache, "layers", None)
+    if not layers or any(type(layer).__name__ != "DynamicLayer" for layer in layers):
+        return False
+    for layer in layers:
+        if getattr(layer, "keys", None) is not None and layer.keys.numel():
+            layer.keys = layer.keys[..., :length, :]
+            layer.values = layer.values[..., :length, :]
+    return True
+
+
 class HFBackend:
     def __init__(self, model: str, dtype: str = "auto", device: str | None = None, batch_size: int = 8,
                  trust_remote_code: bool = False, prefix_reuse: bool = True):
@@ -112,14 +134,23 @@ class HFBackend:
             # Longest first: the peak-memory batch comes first, and similar lengths pad less.
             order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
             results: list[list[float]] = [[] for _ in seqs]
+            expanded: dict[int, object] = {}  # batch size -> the prefix cache repeated to it
             for start in range(0, len(order), self.batch_size):
                 batch = order[start:start + self.batch_size]
-                rows = self._forward_batch([seqs[i][prefix_len:] for i in batch], prefix_len, prefix_cache)
+                cache = None
+                if prefix_cache is not None:
+                    cache = expanded.get(len(batch))
+                    if cache is None:
+                        cache = expanded[len(batch)] = _expand(prefix_cache, len(batch))
+                rows = self._forward_batch([seqs[i][prefix_len:] for i in batch], prefix_len, cache)
+                if cache is not None and not _truncate(cache, prefix_len):
+                    expanded.clear()  # a cache kind we cannot cut back: expand afresh for each batch
                 for i, row in zip(batch, rows):
                     results[i] = row[torch.tensor(list(wanted[i]), device=row.device)].tolist()
         return results
 
-    def _forward_batch(self, suffixes: list[Sequence[int]], prefix_len: int, prefix_cache):
+    def _forward_batch(self, suffixes: list[Sequence[int]], prefix_len: int, cache):
+        """Log-probs after each suffix; `cache` (already of this batch size) holds the prefix and grows."""
         import torch
 
         n, width = len(suffixes), max(len(s) for s in suffixes)
@@ -132,10 +163,8 @@ class HFBackend:
         positions = torch.arange(prefix_len, prefix_len + width).unsqueeze(0).expand(n, -1)
         last = torch.tensor([len(s) - 1 for s in suffixes]).unsqueeze(1)
         kwargs = dict(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                      position_ids=positions.to(self.device), use_cache=prefix_cache is not None)
-        if prefix_cache is not None:
-            cache = copy.deepcopy(prefix_cache)  # the prefix stays reusable for the next batch
-            cache.batch_repeat_interleave(n)
+                      position_ids=positions.to(self.device), use_cache=cache is not None)
+        if cache is not None:
             kwargs[self.cache_kw] = cache
         try:
             # Only the last real position of each row is projected onto the vocabulary.
