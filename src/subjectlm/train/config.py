@@ -27,7 +27,8 @@ class TrainConfig:
     output_dir: str = option("", help="where the adapter, tokenizer, metrics and checkpoints go")
     tokenizer: str = option("", help="tokenizer directory if not the model's (embeddings are resized if it grew)",
                             aliases=("--tokenizer_name_or_path",))
-    skip_invalid: bool = option(False, help="skip bad records (reported) instead of stopping at the first")
+    skip_invalid: bool = option(False, help="skip bad records (counted and reported) instead of stopping",
+                                aliases=("--skip-invalid",))
     # --- LoRA / full
     lora_rank: int = option(8, help="LoRA rank r")
     lora_alpha: float = option(32.0, help="LoRA alpha (scale = alpha / r)")
