@@ -141,6 +141,7 @@ class HFBackend:
                 if prefix_cache is not None:
                     cache = expanded.get(len(batch))
                     if cache is None:
+                        expanded.clear()  # one expanded copy at a time: peak memory
                         cache = expanded[len(batch)] = _expand(prefix_cache, len(batch))
                 rows = self._forward_batch([seqs[i][prefix_len:] for i in batch], prefix_len, cache)
                 if cache is not None and not _truncate(cache, prefix_len):
