@@ -1,4 +1,4 @@
-"""`subjectlm eval exam|ppl|compare`: validate subject knowledge (issue #6).
+"""`subjectlm eval exam|ppl|compare` (issue #6), plus `eval arena` from commands/arena.py (issue #8).
 
 Only argparse here: torch and transformers are imported when a subcommand runs.
 """
@@ -38,6 +38,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     cmp.add_argument("run_b", metavar="RUN_B", help="output dir of the second run (e.g. the tuned model)")
     cmp.add_argument("--output_dir", default=None, help="where compare.json/.md/.png go (default: RUN_B/compare)")
     cmp.set_defaults(func=run_compare_command)
+
+    # `eval arena` (issue #8) lives in commands/arena.py; it only adds its parser here.
+    from subjectlm.commands.arena import add_arena_parser
+
+    add_arena_parser(actions)
     return parser
 
 
