@@ -40,8 +40,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     cmp.set_defaults(func=run_compare_command)
 
     # `eval arena` (issue #8) lives in commands/arena.py; it only adds its parser here.
-    from subjectlm.commands.arena import add_arena_parser
-
+    try:
+        from subjectlm.commands.arena import add_arena_parser
+    except ImportError:  # arena not landed in this checkout: the rest of `eval` still works
+        return parser
     add_arena_parser(actions)
     return parser
 
