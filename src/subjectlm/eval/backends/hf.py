@@ -129,7 +129,11 @@ class HFBackend:
         with torch.inference_mode():
             if prefix_len > 0:
                 ids = torch.tensor([list(seqs[0][:prefix_len])], device=self.device)
-                out = self.model(input_ids=ids, use_cache=True)
+                # Only the cache is wanted: skip the vocabulary projection of every prefix position.
+                try:
+                    out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
+                except TypeError:
+                    out = self.model(input_ids=ids, use_cache=True)
                 prefix_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
             # Longest first: the peak-memory batch comes first, and similar lengths pad less.
             order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
