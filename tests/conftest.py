@@ -54,19 +54,23 @@ def _save_tiny(path: Path, config, tokenizer, seed: int = 0) -> Path:
     return path
 
 
+def _tiny_config(config_cls, tokenizer, tie: bool):
+    """2 layers, hidden 64, GQA 4/2 heads: big enough for real code paths, milliseconds per forward."""
+    return config_cls(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        tie_word_embeddings=tie, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory, smollm_tokenizer) -> Path:
     """A 2-layer Llama (hidden 64, tied embeddings like SmolLM2) with the SmolLM2 tokenizer."""
     from transformers import LlamaConfig
 
-    tok = smollm_tokenizer
-    config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    return _save_tiny(tmp_path_factory.mktemp("tiny-llama"), config, tok)
+    config = _tiny_config(LlamaConfig, smollm_tokenizer, tie=True)
+    return _save_tiny(tmp_path_factory.mktemp("tiny-llama"), config, smollm_tokenizer)
 
 
 @pytest.fixture(scope="session")
@@ -74,14 +78,8 @@ def tiny_llama_untied_dir(tmp_path_factory, smollm_tokenizer) -> Path:
     """As tiny_llama_dir but with a separate lm_head (untied), as Llama-3 models have."""
     from transformers import LlamaConfig
 
-    tok = smollm_tokenizer
-    config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    return _save_tiny(tmp_path_factory.mktemp("tiny-llama-untied"), config, tok, seed=1)
+    config = _tiny_config(LlamaConfig, smollm_tokenizer, tie=False)
+    return _save_tiny(tmp_path_factory.mktemp("tiny-llama-untied"), config, smollm_tokenizer, seed=1)
 
 
 @pytest.fixture(scope="session")
@@ -89,11 +87,5 @@ def tiny_qwen2_dir(tmp_path_factory, smollm_tokenizer) -> Path:
     """A 2-layer Qwen2 (attention biases, untied head) with the SmolLM2 tokenizer."""
     from transformers import Qwen2Config
 
-    tok = smollm_tokenizer
-    config = Qwen2Config(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    return _save_tiny(tmp_path_factory.mktemp("tiny-qwen2"), config, tok, seed=2)
+    config = _tiny_config(Qwen2Config, smollm_tokenizer, tie=False)
+    return _save_tiny(tmp_path_factory.mktemp("tiny-qwen2"), config, smollm_tokenizer, seed=2)
