@@ -48,7 +48,7 @@ demo: install
 	$(VENV)/bin/subjectlm run examples/demo.yaml
 
 test: install $(BROWSER_STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -p no:cacheprovider -rs tests
 
 bench: install
 	$(PIP) install -q -e ".[bench]"
