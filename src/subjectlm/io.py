@@ -62,6 +62,10 @@ def atomic_file(final: str | Path, mode: str = "w", encoding: str | None = "utf-
     try:
         with open(tmp_name, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
+        # mkstemp makes the file private (0600); give it the mode a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, final)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

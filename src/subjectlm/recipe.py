@@ -92,7 +92,7 @@ INPUTS: dict[str, dict[str, str]] = {
 RECIPE_KEYS = {"model", "output_dir", "stages", "description"}
 # Keys whose values are paths, resolved against the recipe file's folder.
 PATH_KEYS = {"data", "validation_file", "output_dir", "model", "base", "lora", "peft_path", "base_model",
-             "prompts", "output", "gguf", "tokenizer"}
+             "prompts", "output", "gguf", "tokenizer", "ppl_data"}
 
 
 @dataclasses.dataclass

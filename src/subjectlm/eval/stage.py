@@ -31,6 +31,8 @@ class EvalStageConfig:
     limit: int | None = option(None, help="answer only the first N questions per subject")
     dtype: str = option("auto", help="weights dtype")
     output_dir: str = option("runs/eval", help="where the runs and the comparison go")
+    ppl_data: list[str] = option([], help="held-out subject text: perplexity of both models (a small model's exam "
+                                          "score can sit at chance while its perplexity shows what it learned)")
 
     def __post_init__(self):
         if not self.data:
@@ -45,6 +47,14 @@ def _exam(config: EvalStageConfig, model: str, out: Path) -> dict[str, Any]:
                       batch_size=config.batch_size, limit=config.limit, dtype=config.dtype,
                       output_dir=str(out), overwrite=True)
     return run_exam(exam)
+
+
+def _ppl(config: EvalStageConfig, model: str, out: Path) -> float:
+    from subjectlm.eval.ppl import PPLConfig, run_ppl
+
+    result = run_ppl(PPLConfig(model=model, data=list(config.ppl_data), dtype=config.dtype, output=str(out)),
+                     log=lambda *_: None)
+    return result["overall"]["ppl"]
 
 
 def _pct(x: float | None) -> str:
@@ -65,4 +75,8 @@ def run(config: EvalStageConfig) -> dict[str, Any]:
         o = result["overall"]
         line += (f" (base {_pct(base['macro'])}; paired Δ {100 * o['delta']:+.1f} points over {o['n']} questions, "
                  f"McNemar p={o['p_value']:.3g}); see {out / 'compare' / 'compare.md'}")
+    if config.ppl_data:
+        line += f"; held-out perplexity {_ppl(config, config.model, out / 'ppl_model.json'):.2f}"
+        if not same:
+            line += f" (base {_ppl(config, config.base_model, out / 'ppl_base.json'):.2f})"
     return {"summary": line}
