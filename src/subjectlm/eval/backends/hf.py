@@ -22,6 +22,19 @@ from typing import Sequence
 from subjectlm.eval.backends import BackendUnavailable
 
 
+def first_added_tokens(encode, tail: str, continuations: Sequence[str]) -> list[int]:
+    """For each continuation, the first token that tail+continuation adds to tail's tokens."""
+    context = encode(tail, add_special_tokens=False)
+    ids = []
+    for cont in continuations:
+        whole = encode(tail + cont, add_special_tokens=False)
+        if whole[: len(context)] == context and len(whole) > len(context):
+            ids.append(whole[len(context)])
+        else:  # the continuation merged into the prompt's last token: score it on its own
+            ids.append(encode(cont, add_special_tokens=False)[0])
+    return ids
+
+
 def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
     """Length of the token prefix shared by all sequences, leaving each at least one token of its own."""
     if not seqs:
@@ -98,14 +111,7 @@ class HFBackend:
         tail = prompt[-64:]
         key = (tail, tuple(continuations))
         if key not in self._cont_cache:
-            context = self.encode(tail, add_special_tokens=False)
-            ids = []
-            for cont in continuations:
-                whole = self.encode(tail + cont, add_special_tokens=False)
-                if whole[: len(context)] == context and len(whole) > len(context):
-                    ids.append(whole[len(context)])
-                else:  # the continuation merged into the prompt's last token: score it on its own
-                    ids.append(self.encode(cont, add_special_tokens=False)[0])
+            ids = first_added_tokens(self.encode, tail, continuations)
             if len(set(ids)) != len(ids):
                 raise BackendUnavailable(f"continuations {list(continuations)} share a first token {ids}")
             self._cont_cache[key] = ids

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from subjectlm.eval.backends import BackendUnavailable
-from subjectlm.eval.backends.hf import common_prefix_length
+from subjectlm.eval.backends.hf import common_prefix_length, first_added_tokens
 
 
 class LlamaCppBackend:
@@ -56,13 +56,7 @@ class LlamaCppBackend:
         tail = prompt[-64:]
         key = (tail, tuple(continuations))
         if key not in self._cont_cache:
-            context = self.encode(tail, add_special_tokens=False)
-            ids = []
-            for cont in continuations:
-                whole = self.encode(tail + cont, add_special_tokens=False)
-                ok = whole[: len(context)] == context and len(whole) > len(context)
-                ids.append(whole[len(context)] if ok else self.encode(cont, add_special_tokens=False)[0])
-            self._cont_cache[key] = ids
+            self._cont_cache[key] = first_added_tokens(self.encode, tail, continuations)
         return self._cont_cache[key]
 
     def _last_logprobs(self):
