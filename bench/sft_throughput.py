@@ -3,9 +3,11 @@
 Same model (the default SmolLM2-135M-Instruct), same LoRA (r=16, alpha=32, dropout 0.05, all linear
 layers), same 512 records of ../shared/seed_data/ruozhiba_qa2449_gpt4o.json as prompt/completion pairs,
 max length 512, batch 4 x accumulation 2, 20 steps, fp32 on both sides, the same seed (so both see the
-same examples in the same order), gradient checkpointing on for both (TRL's default). TRL runs on its
-defaults otherwise (no packing); its loss is on completion tokens only, as ours is on the answer only.
-Ours: padding-free packed micro-batches with per-example attention, logits only at label positions.
+same examples in the same order), gradient checkpointing on for both (TRL's default: full, every layer
+rerun in backward). TRL runs on its defaults otherwise (no packing); its loss is on completion tokens
+only, as ours is on the answer only. Ours: padding-free packed micro-batches with per-example attention,
+logits only at label positions, and selective checkpointing (matmul and attention outputs kept, the
+cheap rest recomputed: train/checkpointing.py). The peak RSS column shows what that costs in memory.
 
 Each side runs in its own child process so peak RSS is its own. Reported: trained (label, non-padding)
 tokens per second of training, peak RSS, and the loss of the last step. Last line:
@@ -31,7 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 SEED = REPO.parent / "shared" / "seed_data" / "ruozhiba_qa2449_gpt4o.json"
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.05)
 BATCH, ACCUM, MAX_LEN, LR = 4, 2, 512, 1e-4
-GRADIENT_CHECKPOINTING = True  # as TRL's default, so both sides trade the same recompute for memory
+GRADIENT_CHECKPOINTING = True  # TRL's default; ours in its "selective" mode (see train/checkpointing.py)
+CHECKPOINT_MODE = "selective"
 
 
 def peak_rss_gb() -> float:
@@ -46,7 +49,8 @@ def run_ours(data: Path, out: Path, steps: int) -> dict:
                        lora_rank=LORA["r"], lora_alpha=LORA["lora_alpha"], lora_dropout=LORA["lora_dropout"],
                        per_device_train_batch_size=BATCH, gradient_accumulation_steps=ACCUM, max_steps=steps,
                        learning_rate=LR, logging_steps=1, save_steps=10 * steps, report_to=["none"],
-                       overwrite_output_dir=True, seed=42, gradient_checkpointing=GRADIENT_CHECKPOINTING)
+                       overwrite_output_dir=True, seed=42, gradient_checkpointing=GRADIENT_CHECKPOINTING,
+                       gradient_checkpointing_mode=CHECKPOINT_MODE)
     run(config)
     summary = json.loads((out / "train_summary.json").read_text())
     return {"tokens": summary["trained_tokens"], "seconds": summary["train_runtime"],

@@ -47,11 +47,20 @@ def _check_subjects(backend: HFBackend, subjects: list[str], with_prompt: bool =
 
 def test_prefix_reuse_equals_full_prompt_llama(tiny_llama_dir):
     backend = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu", batch_size=4)
+    assert backend.shared_prefix  # batches attend to one batch-1 copy of the prefix
     assert _check_subjects(backend, ["computer_network", "logic", "college_physics"]) == 19 + 22 + 19
+
+
+def test_prefix_reuse_by_expanded_cache_equals_full_prompt(tiny_llama_dir):
+    """The fallback for models where shared-prefix attention does not apply: the prefix cache repeated per batch."""
+    backend = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu", batch_size=4)
+    backend.shared_prefix = False
+    assert _check_subjects(backend, ["logic"]) == 22
 
 
 def test_prefix_reuse_equals_full_prompt_qwen2_odd_batches(tiny_qwen2_dir):
     backend = HFBackend(str(tiny_qwen2_dir), dtype="fp32", device="cpu", batch_size=3)
+    assert backend.shared_prefix
     assert _check_subjects(backend, ["high_school_geography"], shots=3) == 19
 
 
@@ -85,3 +94,29 @@ def test_common_prefix_length_leaves_each_a_token():
     assert common_prefix_length([[1, 2], [1, 2, 3]]) == 1
     assert common_prefix_length([[5, 6, 7]]) == 2
     assert common_prefix_length([[1], [2]]) == 0
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_shared_prefix_attention_equals_full_causal_attention(monkeypatch, fused):
+    """Rows of different own lengths (right-padded) after one prefix, GQA 6 query heads on 2 key heads."""
+    import torch.nn.functional as F
+
+    from subjectlm.eval.backends import shared_prefix as SP
+
+    if not fused:
+        original = SP._attention_with_lse
+        monkeypatch.setattr(SP, "_attention_with_lse", lambda *a, **k: original(*a, **k, fused=False))
+    g = torch.Generator().manual_seed(0)
+    b, h, hkv, p, s, d = 3, 6, 2, 40, 7, 16
+    prefix_k, prefix_v = torch.randn(1, hkv, p, d, generator=g), torch.randn(1, hkv, p, d, generator=g)
+    q = torch.randn(b, h, s, d, generator=g)
+    k, v = torch.randn(b, hkv, s, d, generator=g), torch.randn(b, hkv, s, d, generator=g)
+    layer = torch.nn.Module()
+    layer.layer_idx = 0
+    got, _ = SP.shared_prefix_attention(layer, q, k, v, None, scaling=0.3, prefix_kv=[(prefix_k, prefix_v)])
+    keys = torch.cat([prefix_k.expand(b, -1, -1, -1), k], 2).repeat_interleave(h // hkv, 1)
+    values = torch.cat([prefix_v.expand(b, -1, -1, -1), v], 2).repeat_interleave(h // hkv, 1)
+    mask = torch.ones(s, p + s, dtype=torch.bool).tril(p)  # all of the prefix, then causal
+    want = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=0.3).transpose(1, 2)
+    assert got.shape == (b, s, h, d)
+    assert torch.allclose(got, want, atol=1e-5)

@@ -171,3 +171,16 @@ def test_streamed_blocks_loop_over_the_corpus(tmp_path, smollm_tokenizer):
     expected = list(iter_blocks(docs, smollm_tokenizer, 16))
     got = [row["input_ids"] for row in islice(StreamedBlocks(config, smollm_tokenizer), 2 * len(expected))]
     assert got == expected + expected  # a second pass starts over once the corpus runs out
+
+
+@pytest.mark.parametrize("mode", ["selective", "full"])
+def test_gradient_checkpointing_leaves_the_losses_unchanged(tmp_path, sft_file, tiny_llama_dir, mode):
+    """Packed batches through the Trainer: checkpointing trades memory for time, never the numbers."""
+    common = {"max_steps": 3, "save_steps": 100}
+    plain, checkpointed = tmp_path / "plain", tmp_path / mode
+    assert main(["sft", *_flags(tiny_llama_dir, sft_file, plain, **common)]) == 0
+    assert main(["sft", *_flags(tiny_llama_dir, sft_file, checkpointed, **common, gradient_checkpointing="true",
+                                gradient_checkpointing_mode=mode)]) == 0
+    want, got = _losses(plain / "metrics.jsonl"), _losses(checkpointed / "metrics.jsonl")
+    assert got.keys() == want.keys() == {1, 2, 3}
+    assert all(got[s] == pytest.approx(want[s], abs=1e-5) for s in want)

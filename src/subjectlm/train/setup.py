@@ -27,6 +27,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from subjectlm.config import ConfigError, to_dict
 from subjectlm.io import OutputExistsError, write_json
+from subjectlm.train.checkpointing import checkpoint_kwargs
 from subjectlm.train.config import TrainConfig
 from subjectlm.train.packing import PackedCollator, PaddedCollator, register_varlen
 from subjectlm.train.tokenize import IGNORE
@@ -243,7 +244,8 @@ def training_arguments(config: TrainConfig, has_eval: bool, group_by_length: boo
         num_train_epochs=config.num_train_epochs, max_steps=config.max_steps, seed=config.seed,
         bf16=config.bf16, fp16=config.fp16, use_cpu=not torch.cuda.is_available(),
         activation_checkpointing=config.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if config.gradient_checkpointing else None,
+        activation_checkpointing_kwargs=(checkpoint_kwargs(config.gradient_checkpointing_mode)
+                                         if config.gradient_checkpointing else None),
         logging_steps=config.logging_steps, logging_first_step=True,
         save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
         eval_strategy="steps" if has_eval else "no", eval_steps=config.eval_steps,

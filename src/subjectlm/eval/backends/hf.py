@@ -20,6 +20,7 @@ import inspect
 from typing import Sequence
 
 from subjectlm.eval.backends import BackendUnavailable
+from subjectlm.eval.backends.shared_prefix import prefix_key_values, register_shared_prefix
 
 
 def first_added_tokens(encode, tail: str, continuations: Sequence[str]) -> list[int]:
@@ -69,6 +70,17 @@ def _truncate(cache, length: int) -> bool:
     return True
 
 
+def _shared_prefix_ok(model) -> bool:
+    """Shared-prefix attention is plain softmax attention: not for soft-capped or sliding-window models,
+    nor for models that cannot switch attention implementation."""
+    config = model.config
+    if getattr(config, "attn_logit_softcapping", None) is not None:
+        return False
+    if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or ["full_attention"]):
+        return False
+    return bool(getattr(model, "_can_set_attn_implementation", lambda: False)())
+
+
 class HFBackend:
     def __init__(self, model: str, dtype: str = "auto", device: str | None = None, batch_size: int = 8,
                  trust_remote_code: bool = False, prefix_reuse: bool = True):
@@ -83,6 +95,10 @@ class HFBackend:
         self.device = torch.device(device)
         self.batch_size = max(1, int(batch_size))
         self.prefix_reuse = prefix_reuse
+        # Batches attend to one batch-1 copy of the prefix (see shared_prefix.py) where the model allows it.
+        self.shared_prefix = prefix_reuse and _shared_prefix_ok(self.model)
+        if self.shared_prefix:
+            self.model.set_attn_implementation(register_shared_prefix())
         self._cont_cache: dict[tuple[str, tuple[str, ...]], list[int]] = {}
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
@@ -144,6 +160,14 @@ class HFBackend:
             # Longest first: the peak-memory batch comes first, and similar lengths pad less.
             order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
             results: list[list[float]] = [[] for _ in seqs]
+            shared = prefix_key_values(prefix_cache) if self.shared_prefix and prefix_cache is not None else None
+            if shared is not None:
+                for start in range(0, len(order), self.batch_size):
+                    batch = order[start:start + self.batch_size]
+                    rows = self._forward_batch([seqs[i][prefix_len:] for i in batch], prefix_len, None, shared)
+                    for i, row in zip(batch, rows):
+                        results[i] = row[torch.tensor(list(wanted[i]), device=row.device)].tolist()
+                return results
             expanded: dict[int, object] = {}  # batch size -> the prefix cache repeated to it
             for start in range(0, len(order), self.batch_size):
                 batch = order[start:start + self.batch_size]
@@ -160,8 +184,9 @@ class HFBackend:
                     results[i] = row[torch.tensor(list(wanted[i]), device=row.device)].tolist()
         return results
 
-    def _forward_batch(self, suffixes: list[Sequence[int]], prefix_len: int, cache):
-        """Log-probs after each suffix; `cache` (already of this batch size) holds the prefix and grows."""
+    def _forward_batch(self, suffixes: list[Sequence[int]], prefix_len: int, cache, shared=None):
+        """Log-probs after each suffix; `cache` (already of this batch size) holds the prefix and grows,
+        or `shared` holds the batch-1 prefix keys/values per layer for shared-prefix attention."""
         import torch
 
         n, width = len(suffixes), max(len(s) for s in suffixes)
@@ -173,8 +198,12 @@ class HFBackend:
             mask[r, prefix_len: prefix_len + len(s)] = 1
         positions = torch.arange(prefix_len, prefix_len + width).unsqueeze(0).expand(n, -1)
         last = torch.tensor([len(s) - 1 for s in suffixes]).unsqueeze(1)
-        kwargs = dict(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                      position_ids=positions.to(self.device), use_cache=cache is not None)
+        kwargs = dict(input_ids=input_ids.to(self.device), position_ids=positions.to(self.device),
+                      use_cache=cache is not None)
+        if shared is not None:  # right padding needs no mask under causal attention (shared_prefix.py)
+            kwargs["prefix_kv"] = shared
+        else:
+            kwargs["attention_mask"] = mask.to(self.device)
         if cache is not None:
             kwargs[self.cache_kw] = cache
         try:
