@@ -44,7 +44,7 @@ class ExamConfig:
     output_dir: str = option("runs/eval", help="where predictions, summary and report go")
     resume: bool = option(False, help="continue an interrupted run in output_dir, skipping answered questions")
     overwrite: bool = option(False, help="replace an existing output_dir")
-    backend: str = option("auto", help="auto, hf (transformers) or llamacpp (.gguf)")
+    backend: str = option("auto", help="auto, hf (transformers), llamacpp (.gguf) or vllm (GPU)")
     dtype: str = option("auto", help="weights dtype: auto, fp32, bf16, fp16")
     device: str | None = option(None, help="cpu, cuda, ... (default: cuda if available)")
     max_new_tokens: int = option(256, help="generation length in --cot mode")

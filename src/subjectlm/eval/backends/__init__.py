@@ -40,7 +40,12 @@ def _llamacpp(model: str, **kw: Any) -> Backend:
     return LlamaCppBackend(model, **kw)
 
 
-BACKENDS: dict[str, Callable[..., Backend]] = {"hf": _hf, "llamacpp": _llamacpp}
+def _vllm(model: str, **kw: Any) -> Backend:
+    from subjectlm.eval.backends.vllm import VLLMBackend
+    return VLLMBackend(model, **kw)
+
+
+BACKENDS: dict[str, Callable[..., Backend]] = {"hf": _hf, "llamacpp": _llamacpp, "vllm": _vllm}
 
 
 def load_backend(name: str, model: str, **kw: Any) -> Backend:

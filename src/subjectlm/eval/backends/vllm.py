@@ -1,0 +1,79 @@
+"""The vLLM backend (GPU machines): the same exam scores from vLLM's engine.
+
+Each letter is scored by its own one-token request whose only allowed token is that letter: vLLM
+then returns the letter's log-probability, and by default (logprobs_mode "raw_logprobs") it is taken
+from the raw logits, before the whitelist or any other processor touches them. So the numbers are
+the model's plain next-token log-probs, like the other backends' and unlike a top-k list, which
+can miss a letter. The four requests of a question, and all questions of a subject, share their
+prompt's KV blocks through vLLM's automatic prefix caching, so the shared shots are computed once.
+
+Not run on this project's CPU-only machines: a unit test drives the glue through a stand-in engine.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from subjectlm.eval.backends import BackendUnavailable
+from subjectlm.eval.backends.hf import first_added_tokens
+
+DTYPES = {"auto": "auto", "fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
+          "fp16": "float16", "float16": "float16"}
+
+
+class VLLMBackend:
+    def __init__(self, model: str, dtype: str = "auto", trust_remote_code: bool = False, **_ignored):
+        try:
+            import vllm
+        except ImportError:
+            raise BackendUnavailable("the vllm backend needs vLLM, which runs on Linux with an NVIDIA GPU: "
+                                     "pip install 'subjectlm[vllm]'; on CPU use --backend hf") from None
+        from subjectlm.models import resolve_model
+
+        self.vllm = vllm
+        self.llm = vllm.LLM(model=str(resolve_model(model)), dtype=DTYPES.get(dtype, dtype), seed=0,
+                            trust_remote_code=trust_remote_code, enable_prefix_caching=True)
+        self.tokenizer = self.llm.get_tokenizer()
+        self._cont_cache: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise BackendUnavailable("this model's tokenizer has no chat template: drop --with_prompt")
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def continuation_ids(self, prompt: str, continuations: Sequence[str]) -> list[int]:
+        tail = prompt[-64:]  # as HFBackend: the letter's token depends on the last characters only
+        key = (tail, tuple(continuations))
+        if key not in self._cont_cache:
+            self._cont_cache[key] = first_added_tokens(self.encode, tail, continuations)
+        return self._cont_cache[key]
+
+    def score_next(self, prompts: Sequence[str], continuations: Sequence[str],
+                   add_special_tokens: bool = True) -> list[list[float]]:
+        requests, params, wanted = [], [], []
+        for text in prompts:
+            ids = self.encode(text, add_special_tokens)
+            letters = self.continuation_ids(text, continuations)
+            wanted.append(letters)
+            for token in letters:
+                requests.append({"prompt_token_ids": ids})
+                params.append(self.vllm.SamplingParams(max_tokens=1, temperature=0.0, logprobs=0,
+                                                       allowed_token_ids=[token]))
+        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        scores, k = [], 0
+        for letters in wanted:
+            row = []
+            for token in letters:
+                step = outputs[k].outputs[0].logprobs[0]  # {token id: Logprob} of the one generated token
+                row.append(float(step[token].logprob))
+                k += 1
+            scores.append(row)
+        return scores
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, add_special_tokens: bool = True) -> list[str]:
+        requests = [{"prompt_token_ids": self.encode(text, add_special_tokens)} for text in prompts]
+        params = self.vllm.SamplingParams(max_tokens=max_new_tokens, temperature=0.0)
+        return [out.outputs[0].text for out in self.llm.generate(requests, params, use_tqdm=False)]

@@ -1,0 +1,99 @@
+"""The vLLM exam backend's glue, driven through a stand-in engine (vLLM itself needs a GPU: untested here).
+
+The stand-in follows vLLM's documented semantics on top of transformers: `allowed_token_ids` limits
+what is sampled, and the returned log-prob is the raw one (logprobs_mode "raw_logprobs"). The test
+shows the backend turns those one-token requests into the same letter log-probs as HFBackend.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+from subjectlm.eval.backends import load_backend
+from subjectlm.eval.backends.hf import HFBackend
+
+
+@dataclass
+class SamplingParams:
+    max_tokens: int = 16
+    temperature: float = 1.0
+    logprobs: int | None = None
+    allowed_token_ids: list[int] | None = None
+
+
+@dataclass
+class _Logprob:
+    logprob: float
+
+
+@dataclass
+class _Completion:
+    text: str = ""
+    logprobs: list = field(default_factory=list)
+
+
+@dataclass
+class _Output:
+    outputs: list
+
+
+class FakeLLM:
+    def __init__(self, model: str, dtype="auto", seed=0, trust_remote_code=False, enable_prefix_caching=True):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+
+    def get_tokenizer(self):
+        return self.tokenizer
+
+    def generate(self, requests, params, use_tqdm=True):
+        params = params if isinstance(params, list) else [params] * len(requests)
+        outs = []
+        for request, p in zip(requests, params):
+            ids = torch.tensor([request["prompt_token_ids"]])
+            with torch.inference_mode():
+                if p.max_tokens == 1:
+                    raw = torch.log_softmax(self.model(input_ids=ids).logits[0, -1].float(), -1)
+                    allowed = p.allowed_token_ids or list(range(raw.shape[0]))
+                    token = max(allowed, key=lambda t: raw[t])
+                    outs.append(_Output([_Completion(logprobs=[{token: _Logprob(float(raw[token]))}])]))
+                else:
+                    gen = self.model.generate(ids, max_new_tokens=p.max_tokens, do_sample=False)
+                    outs.append(_Output([_Completion(text=self.tokenizer.decode(gen[0, ids.shape[1]:]))]))
+        return outs
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    module = types.ModuleType("vllm")
+    module.LLM, module.SamplingParams = FakeLLM, SamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    return module
+
+
+def test_vllm_letter_logprobs_equal_the_hf_backend(fake_vllm, tiny_llama_dir):
+    prompts = [f"问题{i}：1+{i}=?\nA. {i}\nB. {i + 1}\nC. {i + 2}\nD. {i + 3}\n答案：" for i in range(5)]
+    letters = ["A", "B", "C", "D"]
+    got = load_backend("vllm", str(tiny_llama_dir), dtype="fp32", batch_size=8).score_next(prompts, letters)
+    want = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu").score_next(prompts, letters)
+    assert len(got) == 5 and all(len(row) == 4 for row in got)
+    assert max(abs(a - b) for g, w in zip(got, want) for a, b in zip(g, w)) <= 1e-4
+
+
+def test_vllm_generate_returns_one_reply_per_prompt(fake_vllm, tiny_llama_dir):
+    backend = load_backend("vllm", str(tiny_llama_dir))
+    assert len(backend.generate(["a", "b"], max_new_tokens=3)) == 2
+
+
+def test_missing_vllm_is_a_clear_error(monkeypatch, tiny_llama_dir):
+    from subjectlm.eval.backends import BackendUnavailable
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
+    with pytest.raises(BackendUnavailable, match="pip install 'subjectlm\\[vllm\\]'"):
+        load_backend("vllm", str(tiny_llama_dir))
