@@ -57,3 +57,35 @@ def test_dpo_raises_the_margin_on_held_out_pairs(tmp_path, tiny_llama_dir):
     accuracies = [r["rewards/accuracies"] for r in rows if "rewards/accuracies" in r]
     assert accuracies and max(accuracies[-3:]) > 0.5
     assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_dpo_continues_an_sft_adapter(tmp_path, tiny_llama_dir):
+    """--peft_path: the SFT adapter is the reference and is trained further (same rank and modules)."""
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    sft_data = tmp_path / "sft.jsonl"
+    sft_data.write_text("".join(json.dumps({"instruction": f"Question {i}", "output": "Answer."}) + "\n"
+                                for i in range(8)))
+    common = ["--per_device_train_batch_size", "4", "--report_to", "none", "--warmup_ratio", "0",
+              "--logging_steps", "1"]
+    sft, dpo = tmp_path / "sft", tmp_path / "dpo"
+    assert main(["sft", "--model", str(tiny_llama_dir), "--data", str(sft_data), "--output_dir", str(sft),
+                 "--max_steps", "2", "--lora_rank", "4", "--lora_trainable", "q_proj,v_proj", *common]) == 0
+    train, held_out = _pairs(tmp_path / "train.jsonl", 0, 16), _pairs(tmp_path / "held.jsonl", 100, 6)
+    assert main(["dpo", "--model", str(tiny_llama_dir), "--peft_path", str(sft), "--data", str(train),
+                 "--output_dir", str(dpo), "--max_steps", "8", "--learning_rate", "5e-3", "--max_length", "64",
+                 *common]) == 0
+    before, after = load_file(str(sft / "adapter_model.safetensors")), load_file(str(dpo / "adapter_model.safetensors"))
+    assert before.keys() == after.keys()
+    assert all(before[k].shape == after[k].shape for k in before)
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert json.loads((dpo / "adapter_config.json").read_text())["r"] == 4
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+
+    def margin(adapter: Path) -> float:
+        base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+        return _margin(PeftModel.from_pretrained(base, str(adapter)).eval(), tokenizer, held_out)
+
+    assert margin(dpo) > margin(sft) + 0.5

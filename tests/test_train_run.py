@@ -184,3 +184,25 @@ def test_gradient_checkpointing_leaves_the_losses_unchanged(tmp_path, sft_file, 
     want, got = _losses(plain / "metrics.jsonl"), _losses(checkpointed / "metrics.jsonl")
     assert got.keys() == want.keys() == {1, 2, 3}
     assert all(got[s] == pytest.approx(want[s], abs=1e-5) for s in want)
+
+
+def test_sft_resizes_the_vocabulary_when_the_tokenizer_grew(tmp_path, tiny_llama_untied_dir):
+    """A tokenizer with new tokens: embeddings and head grow to it and are saved, whole, in the adapter."""
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_untied_dir)
+    old_size = len(tokenizer)
+    tokenizer.add_tokens(["<kestrel>", "<basalt>"])
+    tokenizer.save_pretrained(tmp_path / "tok")
+    data = tmp_path / "train.json"
+    data.write_text(json.dumps([{"instruction": f"What is <kestrel> {i}?", "input": "", "output": "<basalt> rock."}
+                                for i in range(6)]))
+    out = tmp_path / "out"
+    assert main(["sft", *_flags(tiny_llama_untied_dir, data, out, max_steps=2),
+                 "--tokenizer", str(tmp_path / "tok"), "--modules_to_save", "embed_tokens", "lm_head"]) == 0
+    adapter = load_file(str(out / "adapter_model.safetensors"))
+    embed = [v for k, v in adapter.items() if "embed_tokens" in k]
+    head = [v for k, v in adapter.items() if "lm_head" in k]
+    assert embed and head and embed[0].shape[0] == head[0].shape[0] == old_size + 2
+    assert len(AutoTokenizer.from_pretrained(out)) == old_size + 2  # the grown tokenizer is saved beside it

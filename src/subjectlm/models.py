@@ -109,7 +109,10 @@ def resolve_model(name_or_path: str | Path, prepare: bool = True) -> Path:
 def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    path = resolve_model(name_or_path)
+    path = Path(name_or_path)
+    # A tokenizer-only directory (e.g. one grown with new tokens for --tokenizer) has no config.json.
+    if not (path.is_dir() and any((path / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))):
+        path = resolve_model(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
