@@ -29,6 +29,7 @@ from subjectlm.config import ConfigError, to_dict
 from subjectlm.io import OutputExistsError, write_json
 from subjectlm.train.checkpointing import checkpoint_kwargs
 from subjectlm.train.config import TrainConfig
+from subjectlm.train.loss import chunked_cross_entropy, frozen_linear_head, hidden_instead_of_logits
 from subjectlm.train.packing import PackedCollator, PaddedCollator, register_varlen
 from subjectlm.train.tokenize import IGNORE
 
@@ -152,6 +153,7 @@ def load_model_for_training(config: TrainConfig, tokenizer: Any, packed: bool) -
 
 class LabelOnlyTrainer(Trainer):
     """Loss over label positions only: the model computes logits just where a label is (`logits_to_keep`),
+    in chunks when the head is frozen (train/loss.py),
     summed and divided by the label count of the whole accumulated (and, distributed, global) batch, so
     gradient accumulation and DDP give the same loss as one big batch."""
 
@@ -162,15 +164,28 @@ class LabelOnlyTrainer(Trainer):
         self.model_accepts_loss_kwargs = True
         self.trained_tokens = 0
 
+    def _chunkable(self, model):
+        """The causal LM if its loss can be chunked: a frozen plain head whose weight is whole here
+        (FSDP and DeepSpeed shard or gather parameters around the forward, so not under them)."""
+        if getattr(self, "is_fsdp_enabled", False) or getattr(self, "is_deepspeed_enabled", False):
+            return None
+        return frozen_linear_head(self.accelerator.unwrap_model(model) if hasattr(self, "accelerator") else model)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
         shift = inputs.pop("shift_labels")
         inputs.pop("labels", None)
         keep = (shift != IGNORE).any(0).nonzero().squeeze(1)
-        out = model(**inputs, logits_to_keep=keep, use_cache=False)
         targets = shift[:, keep]
-        loss = F.cross_entropy(out.logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
-                               reduction="sum")
+        causal_lm = self._chunkable(model)
+        if causal_lm is not None:  # the head applied chunk by chunk: never all label logits at once
+            with hidden_instead_of_logits(causal_lm) as head:
+                hidden = model(**inputs, logits_to_keep=keep, use_cache=False).logits
+            loss = chunked_cross_entropy(hidden.flatten(0, 1), head, targets.flatten())
+        else:
+            out = model(**inputs, logits_to_keep=keep, use_cache=False)
+            loss = F.cross_entropy(out.logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE,
+                                   reduction="sum")
         count = int((targets != IGNORE).sum())
         if model.training:
             self.trained_tokens += count
