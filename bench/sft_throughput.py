@@ -6,7 +6,7 @@ max length 512, batch 4 x accumulation 2, 20 steps, fp32 on both sides, the same
 same examples in the same order), gradient checkpointing on for both (TRL's default: full, every layer
 rerun in backward). TRL runs on its defaults otherwise (no packing); its loss is on completion tokens
 only, as ours is on the answer only. Ours: padding-free packed micro-batches with per-example attention,
-logits only at label positions, and selective checkpointing (matmul and attention outputs kept, the
+logits only at label positions and in chunks (train/loss.py), and selective checkpointing (matmul and attention outputs kept, the
 cheap rest recomputed: train/checkpointing.py). The peak RSS column shows what that costs in memory.
 
 Each side runs in its own child process so peak RSS is its own. Reported: trained (label, non-padding)

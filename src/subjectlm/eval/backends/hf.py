@@ -70,42 +70,12 @@ def _truncate(cache, length: int) -> bool:
     return True
 
 
-def _shared_prefix_ok(model) -> bool:
-    """Shared-prefix attention is plain softmax attention: not for soft-capped or sliding-window models,
-    nor for models that cannot switch attention implementation."""
-    config = model.config
-    if getattr(config, "attn_logit_softcapping", None) is not None:
-        return False
-    if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or ["full_attention"]):
-        return False
-    return bool(getattr(model, "_can_set_attn_implementation", lambda: False)())
+class TokenizerText:
+    """Text to tokens through a transformers tokenizer (`self.tokenizer`): shared by the hf and vllm backends."""
 
+    tokenizer: object
+    _cont_cache: dict[tuple[str, tuple[str, ...]], list[int]]
 
-class HFBackend:
-    def __init__(self, model: str, dtype: str = "auto", device: str | None = None, batch_size: int = 8,
-                 trust_remote_code: bool = False, prefix_reuse: bool = True):
-        import torch
-
-        from subjectlm.models import load_model, load_tokenizer
-
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
-        self.model = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-        self.device = torch.device(device)
-        self.batch_size = max(1, int(batch_size))
-        self.prefix_reuse = prefix_reuse
-        # Batches attend to one batch-1 copy of the prefix (see shared_prefix.py) where the model allows it.
-        self.shared_prefix = prefix_reuse and _shared_prefix_ok(self.model)
-        if self.shared_prefix:
-            self.model.set_attn_implementation(register_shared_prefix())
-        self._cont_cache: dict[tuple[str, tuple[str, ...]], list[int]] = {}
-        pad = self.tokenizer.pad_token_id
-        self.pad_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
-        # transformers 5.x renamed the forward's `past_key_values` to `cache` (the old name warns, then goes).
-        self.cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
-
-    # -- text -> tokens ---------------------------------------------------------------------------
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
@@ -132,6 +102,42 @@ class HFBackend:
                 raise BackendUnavailable(f"continuations {list(continuations)} share a first token {ids}")
             self._cont_cache[key] = ids
         return self._cont_cache[key]
+
+
+def _shared_prefix_ok(model) -> bool:
+    """Shared-prefix attention is plain softmax attention: not for soft-capped or sliding-window models,
+    nor for models that cannot switch attention implementation."""
+    config = model.config
+    if getattr(config, "attn_logit_softcapping", None) is not None:
+        return False
+    if any(kind != "full_attention" for kind in getattr(config, "layer_types", None) or ["full_attention"]):
+        return False
+    return bool(getattr(model, "_can_set_attn_implementation", lambda: False)())
+
+
+class HFBackend(TokenizerText):
+    def __init__(self, model: str, dtype: str = "auto", device: str | None = None, batch_size: int = 8,
+                 trust_remote_code: bool = False, prefix_reuse: bool = True):
+        import torch
+
+        from subjectlm.models import load_model, load_tokenizer
+
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
+        self.model = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+        self.device = torch.device(device)
+        self.batch_size = max(1, int(batch_size))
+        self.prefix_reuse = prefix_reuse
+        # Batches attend to one batch-1 copy of the prefix (see shared_prefix.py) where the model allows it.
+        self.shared_prefix = prefix_reuse and _shared_prefix_ok(self.model)
+        if self.shared_prefix:
+            self.model.set_attn_implementation(register_shared_prefix())
+        self._cont_cache: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
+        # transformers 5.x renamed the forward's `past_key_values` to `cache` (the old name warns, then goes).
+        self.cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
     # -- scoring ----------------------------------------------------------------------------------
     def score_next(self, prompts: Sequence[str], continuations: Sequence[str],

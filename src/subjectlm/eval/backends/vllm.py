@@ -15,13 +15,13 @@ from __future__ import annotations
 from typing import Sequence
 
 from subjectlm.eval.backends import BackendUnavailable
-from subjectlm.eval.backends.hf import first_added_tokens
+from subjectlm.eval.backends.hf import TokenizerText
 
 DTYPES = {"auto": "auto", "fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
           "fp16": "float16", "float16": "float16"}
 
 
-class VLLMBackend:
+class VLLMBackend(TokenizerText):
     def __init__(self, model: str, dtype: str = "auto", trust_remote_code: bool = False, **_ignored):
         try:
             import vllm
@@ -35,21 +35,6 @@ class VLLMBackend:
                             trust_remote_code=trust_remote_code, enable_prefix_caching=True)
         self.tokenizer = self.llm.get_tokenizer()
         self._cont_cache: dict[tuple[str, tuple[str, ...]], list[int]] = {}
-
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
-
-    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise BackendUnavailable("this model's tokenizer has no chat template: drop --with_prompt")
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-    def continuation_ids(self, prompt: str, continuations: Sequence[str]) -> list[int]:
-        tail = prompt[-64:]  # as HFBackend: the letter's token depends on the last characters only
-        key = (tail, tuple(continuations))
-        if key not in self._cont_cache:
-            self._cont_cache[key] = first_added_tokens(self.encode, tail, continuations)
-        return self._cont_cache[key]
 
     def score_next(self, prompts: Sequence[str], continuations: Sequence[str],
                    add_special_tokens: bool = True) -> list[list[float]]:
