@@ -119,14 +119,19 @@ def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False):
     return tokenizer
 
 
+# dtype names a user may give (short and long) -> the name torch (and vLLM) use.
+DTYPE_NAMES = {"auto": "auto", "fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
+               "fp16": "float16", "float16": "float16"}
+
+
 def load_model(name_or_path: str | Path, dtype: str = "auto", device: str | None = None, trust_remote_code: bool = False):
     """A causal LM from a local directory, safetensors only (no pickle), in eval mode."""
     import torch
     from transformers import AutoModelForCausalLM
 
     path = resolve_model(name_or_path)
-    torch_dtype = {"auto": "auto", "fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-                   "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[dtype]
+    name = DTYPE_NAMES[dtype]
+    torch_dtype = "auto" if name == "auto" else getattr(torch, name)
     model = AutoModelForCausalLM.from_pretrained(
         str(path), dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
     )

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
 
-MODES = ("full", "selective")
+from subjectlm.train.config import CHECKPOINT_MODES
+
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
 # Narrower than this on either side is a LoRA factor (rank r), cheap to redo.
 MIN_SAVED_DIM = 128
@@ -41,8 +42,8 @@ def save_matmuls_and_attention(ctx: Any, func: Any, *args: Any, **kwargs: Any) -
 
 def checkpoint_kwargs(mode: str) -> dict[str, Any]:
     """Keyword arguments for torch.utils.checkpoint (via model.gradient_checkpointing_enable)."""
-    if mode not in MODES:
-        raise ValueError(f"gradient_checkpointing_mode: {mode!r} is not one of {', '.join(MODES)}")
+    if mode not in CHECKPOINT_MODES:
+        raise ValueError(f"gradient_checkpointing_mode: {mode!r} is not one of {', '.join(CHECKPOINT_MODES)}")
     kwargs: dict[str, Any] = {"use_reentrant": False}
     if mode == "selective":
         kwargs["context_fn"] = partial(create_selective_checkpoint_contexts, save_matmuls_and_attention)

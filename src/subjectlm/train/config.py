@@ -12,6 +12,7 @@ from subjectlm.config import ConfigError, option
 from subjectlm.train.templates import TEMPLATES
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+CHECKPOINT_MODES = ("full", "selective")  # see train/checkpointing.py
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
 
@@ -81,8 +82,8 @@ class TrainConfig:
             raise ConfigError(f"lora_rank: must be >= 1, got {self.lora_rank}")
         if not 0 <= self.lora_dropout < 1:
             raise ConfigError(f"lora_dropout: must be in [0, 1), got {self.lora_dropout}")
-        if self.gradient_checkpointing_mode not in ("full", "selective"):
-            raise ConfigError(f"gradient_checkpointing_mode: must be full or selective, "
+        if self.gradient_checkpointing_mode not in CHECKPOINT_MODES:
+            raise ConfigError(f"gradient_checkpointing_mode: must be one of {', '.join(CHECKPOINT_MODES)}, "
                               f"got {self.gradient_checkpointing_mode!r}")
         if self.load_in_kbits not in (4, 8, 16):
             raise ConfigError(f"load_in_kbits: must be 4, 8 or 16, got {self.load_in_kbits}")

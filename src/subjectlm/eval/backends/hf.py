@@ -20,7 +20,7 @@ import inspect
 from typing import Sequence
 
 from subjectlm.eval.backends import BackendUnavailable
-from subjectlm.eval.backends.shared_prefix import prefix_key_values, register_shared_prefix
+from subjectlm.eval.backends.shared_prefix import plain_cache_layers, prefix_key_values, register_shared_prefix
 
 
 def first_added_tokens(encode, tail: str, continuations: Sequence[str]) -> list[int]:
@@ -60,8 +60,8 @@ def _truncate(cache, length: int) -> bool:
     """Cut a cache back to its first `length` positions, in place, so the next batch reuses it without
     a copy. Only plain full-attention layers (keys/values [batch, heads, seq, dim]) are cut; for any
     other kind (sliding window, linear attention) return False and let the caller expand afresh."""
-    layers = getattr(cache, "layers", None)
-    if not layers or any(type(layer).__name__ != "DynamicLayer" for layer in layers):
+    layers = plain_cache_layers(cache)
+    if layers is None:
         return False
     for layer in layers:
         if getattr(layer, "keys", None) is not None and layer.keys.numel():
@@ -167,23 +167,16 @@ class HFBackend(TokenizerText):
             order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
             results: list[list[float]] = [[] for _ in seqs]
             shared = prefix_key_values(prefix_cache) if self.shared_prefix and prefix_cache is not None else None
-            if shared is not None:
-                for start in range(0, len(order), self.batch_size):
-                    batch = order[start:start + self.batch_size]
-                    rows = self._forward_batch([seqs[i][prefix_len:] for i in batch], prefix_len, None, shared)
-                    for i, row in zip(batch, rows):
-                        results[i] = row[torch.tensor(list(wanted[i]), device=row.device)].tolist()
-                return results
-            expanded: dict[int, object] = {}  # batch size -> the prefix cache repeated to it
+            expanded: dict[int, object] = {}  # batch size -> the prefix cache repeated to it (no shared path)
             for start in range(0, len(order), self.batch_size):
                 batch = order[start:start + self.batch_size]
                 cache = None
-                if prefix_cache is not None:
+                if prefix_cache is not None and shared is None:
                     cache = expanded.get(len(batch))
                     if cache is None:
                         expanded.clear()  # one expanded copy at a time: peak memory
                         cache = expanded[len(batch)] = _expand(prefix_cache, len(batch))
-                rows = self._forward_batch([seqs[i][prefix_len:] for i in batch], prefix_len, cache)
+                rows = self._forward_batch([seqs[i][prefix_len:] for i in batch], prefix_len, cache, shared)
                 if cache is not None and not _truncate(cache, prefix_len):
                     expanded.clear()  # a cache kind we cannot cut back: expand afresh for each batch
                 for i, row in zip(batch, rows):

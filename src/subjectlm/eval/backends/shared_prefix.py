@@ -86,10 +86,17 @@ def register_shared_prefix() -> str:
     return SHARED_PREFIX
 
 
-def prefix_key_values(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
-    """Per layer (keys, values) of a batch-1 prefix cache; None if some layer is not plain full attention
-    (sliding window, linear attention): the caller then falls back to expanding the cache."""
+def plain_cache_layers(cache: Any) -> list[Any] | None:
+    """The layers of a cache whose every layer is plain full attention (keys/values [batch, heads, seq, dim]);
+    None if some layer is another kind (sliding window, linear attention)."""
     layers = getattr(cache, "layers", None)
     if not layers or any(type(layer).__name__ != "DynamicLayer" for layer in layers):
         return None
-    return [(layer.keys, layer.values) for layer in layers]
+    return layers
+
+
+def prefix_key_values(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """Per layer (keys, values) of a batch-1 prefix cache; None if it is not plain full attention:
+    the caller then falls back to expanding the cache."""
+    layers = plain_cache_layers(cache)
+    return None if layers is None else [(layer.keys, layer.values) for layer in layers]

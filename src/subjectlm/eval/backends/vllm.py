@@ -17,10 +17,6 @@ from typing import Sequence
 from subjectlm.eval.backends import BackendUnavailable
 from subjectlm.eval.backends.hf import TokenizerText
 
-DTYPES = {"auto": "auto", "fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
-          "fp16": "float16", "float16": "float16"}
-
-
 class VLLMBackend(TokenizerText):
     def __init__(self, model: str, dtype: str = "auto", trust_remote_code: bool = False, **_ignored):
         try:
@@ -28,10 +24,10 @@ class VLLMBackend(TokenizerText):
         except ImportError:
             raise BackendUnavailable("the vllm backend needs vLLM, which runs on Linux with an NVIDIA GPU: "
                                      "pip install 'subjectlm[vllm]'; on CPU use --backend hf") from None
-        from subjectlm.models import resolve_model
+        from subjectlm.models import DTYPE_NAMES, resolve_model
 
         self.vllm = vllm
-        self.llm = vllm.LLM(model=str(resolve_model(model)), dtype=DTYPES.get(dtype, dtype), seed=0,
+        self.llm = vllm.LLM(model=str(resolve_model(model)), dtype=DTYPE_NAMES.get(dtype, dtype), seed=0,
                             trust_remote_code=trust_remote_code, enable_prefix_caching=True)
         self.tokenizer = self.llm.get_tokenizer()
         self._cont_cache: dict[tuple[str, tuple[str, ...]], list[int]] = {}
