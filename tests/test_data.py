@@ -45,8 +45,9 @@ def test_sharegpt_and_messages_jsonl(tmp_path):
                            {"from": "human", "value": "more"}, {"from": "gpt", "value": "sure"}], "system": "S"},
         {"messages": [{"role": "system", "content": "sys"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]},
     ]
-    path = write(tmp_path, "c.jsonl", "\n".join(json.dumps(l) for l in lines) + "\n")
-    items = load_sft([path]).items
+    sharegpt = write(tmp_path, "c.jsonl", json.dumps(lines[0]) + "\n")
+    messages = write(tmp_path, "m.jsonl", json.dumps(lines[1]) + "\n")
+    items = load_sft([sharegpt, messages]).items
     assert items[0].messages[0] == {"role": "system", "content": "S"}
     assert [m["role"] for m in items[0].messages] == ["system", "user", "assistant", "user", "assistant"]
     assert items[1].messages[1:] == [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
@@ -84,7 +85,6 @@ BAD_CASES = [
      "trunc.jsonl:2: record: truncated JSON"),
     ("trunc.json", '[\n {"instruction": "a", "output": "b"},\n {"instruction": "c", "out', "sft",
      "trunc.json:3: record 1: truncated JSON"),
-    ("bom.jsonl", b'\xef\xbb\xbf{"instruction": "a", "output": "b"}\n', "sft", "bom.jsonl:1: file: file starts with a UTF-8 byte-order mark"),
     ("gbk.jsonl", '{"instruction": "中文问题", "output": "回答"}\n'.encode("gbk"), "sft", "gbk.jsonl:1: file: not UTF-8 (byte 0xd6); it looks like GBK/GB18030"),
     ("utf16.jsonl", '{"instruction": "a", "output": "b"}\n'.encode("utf-16"), "sft", "utf16.jsonl:1: file: file is UTF-16"),
     ("missing.jsonl", '{"instruction": "a"}\n', "sft", "missing.jsonl:1: output: missing"),

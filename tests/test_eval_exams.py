@@ -41,7 +41,7 @@ def test_ceval_without_mapping_and_errors(tmp_path):
     _write(tmp_path / "dev" / "x_dev.csv", "id,question,A,B,C,D,answer,explanation\n0,q,a,b,c,d,E,\n")
     _write(tmp_path / "val" / "x_val.csv", "id,question,A,B,C,D,answer\n0,q,a,b,c,d,A\n")
     assert detect_format(tmp_path) == "ceval"
-    with pytest.raises(ExamError, match=r"x_dev.csv: row 1: answer 'E'"):
+    with pytest.raises(ExamError, match=r"x_dev.csv:2: answer: 'E' is not one of A, B, C, D"):
         read_exam(tmp_path)
     with pytest.raises(ExamError, match="nope not in"):
         read_exam(tmp_path, subjects=["nope"])

@@ -6,6 +6,8 @@
 
 A bad record raises `DataError` listing every problem as `file:line: field: what is wrong`,
 unless `skip_invalid=True`: then it is skipped, counted and kept in `Loaded.problems`.
+A warning (a UTF-8 BOM) never stops loading; it is kept in `Loaded.warnings`. One file holds one
+record format: an alpaca record in a file of sharegpt records is an error naming its line.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from subjectlm.data.errors import DataError, Problem
-from subjectlm.data.formats import Conversation, PreferencePair, RecordError, to_conversation, to_document, to_preference
+from subjectlm.data.formats import (Conversation, PreferencePair, RecordError, detect_format, to_conversation,
+                                    to_document, to_preference)
 from subjectlm.data.readers import RawRecord, expand_paths, files_fingerprint, read_files
 
 __all__ = [
@@ -27,13 +30,16 @@ __all__ = [
 @dataclasses.dataclass
 class Loaded:
     items: list[Any]
-    problems: list[Problem]  # the skipped records (and file-level warnings such as a BOM)
+    problems: list[Problem]  # the skipped records
     files: list[Path]
+    warnings: list[Problem] = dataclasses.field(default_factory=list)  # read anyway: a BOM
 
     def summary(self) -> str:
         text = f"{len(self.items)} records from {len(self.files)} file(s)"
         if self.problems:
             text += f", {len(self.problems)} skipped as invalid"
+        if self.warnings:
+            text += f", {len(self.warnings)} warning(s) (see `subjectlm data check`)"
         return text
 
 
@@ -51,9 +57,23 @@ KINDS: dict[str, Callable[[RawRecord], Any]] = {
 }
 
 
+def record_format(kind: str, value: Any) -> str | None:
+    """The layout of one instruction or preference record (alpaca, sharegpt, messages, prompt/chosen/rejected)."""
+    if kind == "pt" or not isinstance(value, dict):
+        return None
+    if kind == "sft":
+        try:
+            return detect_format(value)
+        except RecordError:
+            return None  # the conversion names what is missing
+    return "alpaca" if "prompt" not in value and "instruction" in value else "prompt/chosen/rejected"
+
+
 def iter_records(kind: str, paths: Iterable[str | Path], txt_mode: str = "auto") -> Iterator[tuple[RawRecord | None, Any, Problem | None]]:
-    """(raw, normalized, None) for each good record and (raw|None, None, problem) for each bad one."""
+    """(raw, normalized, None) for each good record and (raw|None, None, problem) for each bad one
+    or warning (`problem.warning`)."""
     convert = KINDS[kind]
+    first_format: dict[str, tuple[str, int]] = {}  # file -> (format, line) of its first record
     for item in read_files(paths, txt_mode):
         if isinstance(item, Problem):
             yield None, None, item
@@ -61,6 +81,14 @@ def iter_records(kind: str, paths: Iterable[str | Path], txt_mode: str = "auto")
         if kind != "pt" and isinstance(item.value, str):
             yield item, None, Problem(item.file, item.line, "record", f"plain text is pre-training data, not {kind} data")
             continue
+        fmt = record_format(kind, item.value)
+        if fmt is not None:
+            first, line = first_format.setdefault(item.file, (fmt, item.line))
+            if fmt != first:
+                yield item, None, Problem(item.file, item.line, "record",
+                                          f"{fmt} record in a file whose first record (line {line}) is {first}: "
+                                          "keep one format per file")
+                continue
         try:
             yield item, convert(item), None
         except RecordError as exc:
@@ -70,17 +98,17 @@ def iter_records(kind: str, paths: Iterable[str | Path], txt_mode: str = "auto")
 def _load(kind: str, paths: Iterable[str | Path], skip_invalid: bool, txt_mode: str = "auto") -> Loaded:
     paths = list(paths)
     files = expand_paths(paths)
-    items, problems = [], []
+    items, problems, warnings = [], [], []
     for _raw, value, problem in iter_records(kind, files, txt_mode):
         if problem is not None:
-            problems.append(problem)
+            (warnings if problem.warning else problems).append(problem)
         else:
             items.append(value)
     if problems and not skip_invalid:
         raise DataError(problems)
     if not items:
         raise DataError(problems or [Problem(", ".join(map(str, paths)), None, "file", f"no {kind} records found")])
-    return Loaded(items, problems, files)
+    return Loaded(items, problems, files, warnings)
 
 
 def load_pt(paths: Iterable[str | Path], skip_invalid: bool = False, txt_mode: str = "auto") -> Loaded:
@@ -99,6 +127,8 @@ def iter_pt_documents(paths: Iterable[str | Path], txt_mode: str = "auto", skip_
                       on_skip: Callable[[Problem], None] | None = None) -> Iterator[str]:
     """Stream documents for corpora larger than memory; a bad record raises unless skip_invalid."""
     for _raw, value, problem in iter_records("pt", paths, txt_mode):
+        if problem is not None and problem.warning:
+            continue  # read anyway; `data check` lists it
         if problem is not None:
             if not skip_invalid:
                 raise DataError([problem])

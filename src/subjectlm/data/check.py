@@ -1,8 +1,13 @@
 """`subjectlm data check`: what is in the data, and everything wrong with it.
 
 Counts records per file, token-length percentiles with a model's tokenizer (characters when no
-model is given), exact duplicates, records over a length limit, and every bad record as
-`file:line: field: what is wrong`.
+model is given), and lists every finding on its own line, in file order:
+
+    error: FILE:LINE: FIELD: what is wrong          a record that cannot be used
+    warning: FILE:LINE: FIELD: what is odd          read anyway: a BOM, an exact duplicate, a record over --max_length
+
+The closing line counts both. `strict` turns warnings into errors (`--strict`), so a script can
+refuse data with duplicates. `ok` is what the exit status reports: 0 ok, 1 findings.
 """
 
 from __future__ import annotations
@@ -10,25 +15,44 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
 from subjectlm.data import iter_records
-from subjectlm.data.errors import Problem
-from subjectlm.data.readers import expand_paths
+from subjectlm.data.errors import DataFileNotFoundError, Problem
+from subjectlm.data.readers import SUFFIXES, expand_paths
+
+
+def finding_lines(problems: list[Problem], warnings: list[Problem], strict: bool, show: int = 50) -> list[str]:
+    """`error: ...` / `warning: ...` lines in file order (under `strict`, warnings are errors)."""
+    ordered = sorted([*problems, *warnings], key=lambda p: (p.file, p.line or 0))
+    lines = [f"{'warning' if p.warning and not strict else 'error'}: {p}" for p in ordered[:show]]
+    if len(ordered) > show:
+        lines.append(f"... and {len(ordered) - show} more")
+    return lines
+
+
+def verdict(problems: list[Problem], warnings: list[Problem], strict: bool, what: str = "records") -> str:
+    if problems or (strict and warnings):
+        counted = len(problems) + (len(warnings) if strict else 0)
+        return f"FAILED: {counted} finding(s) to fix" + (" (warnings count as errors under --strict)" if strict and warnings else "")
+    if warnings:
+        return f"OK with {len(warnings)} warning(s) (--strict makes them errors)"
+    return "OK"
 
 
 @dataclasses.dataclass
 class CheckReport:
     kind: str
     files: dict[str, int]  # file -> good records
-    problems: list[Problem]
+    problems: list[Problem]  # errors: records that cannot be used, files that cannot be read
     lengths: list[int]
     length_unit: str  # "tokens" or "characters"
     duplicates: list[list[str]]  # groups of sources with identical content
     too_long: list[tuple[str, int]]
     max_length: int | None
+    warnings: list[Problem] = dataclasses.field(default_factory=list)
+    strict: bool = False
 
     @property
     def records(self) -> int:
@@ -36,7 +60,7 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not (self.strict and self.warnings)
 
     def percentiles(self) -> dict[str, int]:
         if not self.lengths:
@@ -52,28 +76,21 @@ class CheckReport:
         lines = [f"kind: {self.kind}"]
         for file, count in self.files.items():
             lines.append(f"  {file}: {count} records")
-        lines.append(f"records: {self.records} valid, {len(self.problems)} bad")
+        lines.append(f"records: {self.records} valid, {len(self.problems)} bad, {len(self.warnings)} warning(s)")
         if self.lengths:
             pct = self.percentiles()
             lines.append(f"length ({self.length_unit}): " + "  ".join(f"{k} {v}" for k, v in pct.items()))
         extra = sum(len(g) - 1 for g in self.duplicates)
         lines.append(f"exact duplicates: {extra} record(s) in {len(self.duplicates)} group(s)")
-        for group in self.duplicates[:5]:
-            lines.append(f"  {' = '.join(group[:4])}{' ...' if len(group) > 4 else ''}")
         if self.max_length is not None:
             lines.append(f"longer than {self.max_length} {self.length_unit}: {len(self.too_long)}")
-            for source, n in self.too_long[:5]:
-                lines.append(f"  {source}: {n}")
-        if self.problems:
-            lines.append("bad records:")
-            lines += [f"  {p}" for p in self.problems[:show]]
-            if len(self.problems) > show:
-                lines.append(f"  ... and {len(self.problems) - show} more")
-        lines.append("OK" if self.ok else "FAILED: fix the records above (training stages can --skip_invalid them)")
+        lines += finding_lines(self.problems, self.warnings, self.strict, show)
+        lines.append(verdict(self.problems, self.warnings, self.strict))
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "files": self.files, "records": self.records, "bad": [str(p) for p in self.problems],
+                "warnings": [str(p) for p in self.warnings], "strict": self.strict,
                 "length_unit": self.length_unit, "length_percentiles": self.percentiles(),
                 "duplicates": self.duplicates, "too_long": self.too_long, "ok": self.ok}
 
@@ -101,17 +118,31 @@ def _content_key(kind: str, value: Any) -> str:
     return hashlib.sha1(json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
 
+def _expand(paths: Iterable[str | Path], problems: list[Problem]) -> list[Path]:
+    """The files to read; a path that does not exist (or a folder without data files) is a finding."""
+    files: list[Path] = []
+    for path in paths:
+        try:
+            files += expand_paths([path])
+        except DataFileNotFoundError:
+            what = (f"no {', '.join(SUFFIXES)} files in this directory" if Path(path).is_dir()
+                    else "no such file or directory")
+            problems.append(Problem(str(path), None, "file", what))
+    return files
+
+
 def check(kind: str, paths: Iterable[str | Path], tokenizer: Any = None, max_length: int | None = None,
-          txt_mode: str = "auto") -> CheckReport:
-    files = expand_paths(paths)
-    counts: dict[str, int] = {str(f): 0 for f in files}
+          txt_mode: str = "auto", strict: bool = False) -> CheckReport:
     problems: list[Problem] = []
+    warnings: list[Problem] = []
+    files = _expand(paths, problems)
+    counts: dict[str, int] = {str(f): 0 for f in files}
     lengths: list[int] = []
     too_long: list[tuple[str, int]] = []
-    seen: dict[str, list[str]] = defaultdict(list)
+    seen: dict[str, list[str]] = {}
     for raw, value, problem in iter_records(kind, files, txt_mode):
         if problem is not None:
-            problems.append(problem)
+            (warnings if problem.warning else problems).append(problem)
             continue
         counts[raw.file] += 1
         text = _render(kind, value, tokenizer)
@@ -119,7 +150,13 @@ def check(kind: str, paths: Iterable[str | Path], tokenizer: Any = None, max_len
         lengths.append(n)
         if max_length is not None and n > max_length:
             too_long.append((raw.source, n))
-        seen[_content_key(kind, value)].append(raw.source)
+            unit = "tokens" if tokenizer is not None else "characters"
+            warnings.append(Problem(raw.file, raw.line, "record", f"{n} {unit}, longer than max_length {max_length}",
+                                    warning=True))
+        group = seen.setdefault(_content_key(kind, value), [])
+        if group:
+            warnings.append(Problem(raw.file, raw.line, "record", f"exact duplicate of {group[0]}", warning=True))
+        group.append(raw.source)
     duplicates = [group for group in seen.values() if len(group) > 1]
     return CheckReport(kind, counts, problems, lengths, "tokens" if tokenizer is not None else "characters",
-                       duplicates, too_long, max_length)
+                       duplicates, too_long, max_length, warnings, strict)

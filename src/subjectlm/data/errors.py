@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from subjectlm.errors import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
@@ -11,13 +13,14 @@ class Problem:
     line: int | None  # 1-based line (JSON lines, text), element start line (JSON array) or row (parquet)
     field: str  # the record field at fault, or "file" / "record" when the whole thing is
     message: str
+    warning: bool = False  # read anyway (a BOM, a duplicate); `data check --strict` counts it as an error
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
         return f"{where}: {self.field}: {self.message}"
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad records were found and the caller did not ask to skip them."""
 
     def __init__(self, problems: list[Problem], limit: int = 20):
@@ -27,3 +30,7 @@ class DataError(ValueError):
             lines.append(f"... and {len(problems) - limit} more")
         hint = "\n(fix these records, or pass --skip_invalid to skip them and have them counted)"
         super().__init__(f"{len(problems)} bad record(s):\n" + "\n".join(lines) + hint)
+
+
+class DataFileNotFoundError(UserError, FileNotFoundError):
+    """A data path that does not exist, or a directory with no data files in it."""

@@ -9,15 +9,29 @@ Layouts, as each benchmark's repository ships them:
 
 Shots are the first N rows of the dev split, in file order (never sampled), so a
 run is reproducible.
+
+`check_exam` finds everything wrong with an exam directory before a model is loaded, each as
+`file:LINE: column: problem` with the CSV's physical line (a quoted newline makes a row span
+lines): empty or unknown answer letters, missing option columns, short rows, repeated ids
+(errors); subjects the mapping does not name, a UTF-8 BOM, empty options (warnings).
+`subjectlm data check --kind exam DIR` prints it; `eval exam` runs it first and refuses errors.
+`scan_docs` (here) reads one file and finds its problems; `check_exam` (exam_check.py) a directory.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
+from subjectlm.data.errors import Problem
+from subjectlm.data.readers import guess_encoding
+
+from subjectlm.errors import UserError
 from subjectlm.eval.prompts import LETTERS, ExamDoc
 
 CATEGORIES = ("STEM", "Social Science", "Humanities", "Other")
@@ -94,7 +108,7 @@ MMLU_CATEGORIES: dict[str, str] = {s: cat for cat, names in _MMLU.items() for s 
 SPLITS = ("dev", "val", "test")
 
 
-class ExamError(ValueError):
+class ExamError(UserError, ValueError):
     """A missing or malformed exam file; the message names the file."""
 
 
@@ -126,7 +140,7 @@ def detect_format(data_dir: Path) -> str:
     return "cmmlu"
 
 
-def _csv_path(data_dir: Path, fmt: str, split: str, subject: str) -> Path:
+def csv_path(data_dir: Path, fmt: str, split: str, subject: str) -> Path:
     return data_dir / split / (f"{subject}.csv" if fmt == "cmmlu" else f"{subject}_{split}.csv")
 
 
@@ -139,36 +153,108 @@ def list_subjects(data_dir: Path, fmt: str, split: str) -> list[str]:
     return sorted(p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}"))
 
 
+def _csv_rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    """(physical line the row starts on, cells) for each CSV row."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
+    for row in reader:
+        yield start, row
+        start = reader.line_num + 1
+
+
+def _decode(path: Path, problems: list[Problem]) -> str | None:
+    file = str(path)
+    data = path.read_bytes()
+    if data.startswith(codecs.BOM_UTF8):
+        problems.append(Problem(file, 1, "file", "starts with a UTF-8 byte-order mark (BOM): read without it", warning=True))
+        data = data[len(codecs.BOM_UTF8):]
+    if not data.strip():
+        problems.append(Problem(file, None, "file", "empty file (0 bytes): no questions" if not data
+                                else "only whitespace: no questions"))
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        problems.append(Problem(file, line, "file", f"not UTF-8 (byte 0x{data[exc.start]:02x}); it looks like "
+                                f"{guess_encoding(data)}: convert the file to UTF-8"))
+        return None
+
+
+def scan_docs(path: Path, fmt: str, subject: str, split: str = "val") -> tuple[list[ExamDoc], list[Problem]]:
+    """One file's rows as documents, and every problem found in it (errors and warnings)."""
+    file = str(path)
+    problems: list[Problem] = []
+    text = _decode(path, problems)
+    if text is None:
+        return [], problems
+    try:
+        rows = list(_csv_rows(text))
+    except csv.Error as exc:
+        return [], problems + [Problem(file, None, "file", f"not readable as CSV: {exc}")]
+    if fmt != "mmlu":
+        header = rows[0][1] if rows else []
+        head = [h.strip().lower() for h in header]
+        rows = rows[1:]
+    else:
+        head = ["question", "a", "b", "c", "d", "answer"]
+        header = ["question", "A", "B", "C", "D", "answer"]
+    if fmt == "cmmlu" and head:
+        head[0] = "id"
+    missing = [k for k in ("question", "a", "b", "c", "d") if k not in head]
+    if missing:
+        for key in missing:
+            problems.append(Problem(file, 1, key.upper() if len(key) == 1 else key,
+                                    f"column missing from the header ({','.join(header)})"))
+        return [], problems
+    letters = LETTERS[:4]
+    docs: list[ExamDoc] = []
+    ids: dict[str, int] = {}
+    for line, row in rows:
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(head):
+            problems.append(Problem(file, line, "row", f"{len(row)} columns, expected {len(head)} ({','.join(header)}); "
+                                    "a comma inside a cell needs quotes"))
+            continue
+        rec = dict(zip(head, row))
+        bad = len(problems)
+        if not rec["question"].strip():
+            problems.append(Problem(file, line, "question", "empty"))
+        for key in ("a", "b", "c", "d"):
+            if not rec[key].strip():
+                problems.append(Problem(file, line, key.upper(), "empty option", warning=True))
+        answer = None
+        if "answer" in head:
+            answer = rec["answer"].strip().upper() or None
+            if answer is None:
+                problems.append(Problem(file, line, "answer", f"empty: every question needs its letter ({', '.join(letters)})"))
+            elif answer not in letters:
+                problems.append(Problem(file, line, "answer", f"{rec['answer'].strip()!r} is not one of {', '.join(letters)}"))
+        doc_id = str(rec.get("id", len(docs))).strip() or str(len(docs))
+        if doc_id in ids:
+            problems.append(Problem(file, line, "id", f"{doc_id!r} is also used on line {ids[doc_id]} "
+                                    "(answers are kept by id: resume and compare would mix them up)"))
+        ids.setdefault(doc_id, line)
+        if any(not p.warning for p in problems[bad:]):
+            continue
+        docs.append(ExamDoc(subject=subject, id=doc_id, question=rec["question"],
+                            options=tuple(rec[k] for k in ("a", "b", "c", "d")), answer=answer,
+                            explanation=rec.get("explanation") or None))
+    if not docs and not any(not p.warning for p in problems):
+        problems.append(Problem(file, None, "file", "no questions (a header and nothing else)",
+                                warning=split == "dev"))
+    return docs, problems
+
+
 def read_docs(path: Path, fmt: str, subject: str) -> list[ExamDoc]:
     """One file's rows as documents; a bad row is an error naming file and line."""
     if not path.is_file():
         raise ExamError(f"{path}: file not found")
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        rows = list(csv.reader(handle))
-    if fmt != "mmlu":
-        head, rows = [h.strip().lower() for h in rows[0]], rows[1:]
-    else:
-        head = ["question", "a", "b", "c", "d", "answer"]
-    if fmt == "cmmlu":
-        head[0] = "id"
-    missing = [k for k in ("question", "a", "b", "c", "d") if k not in head]
-    if missing:
-        raise ExamError(f"{path}: header lacks column(s) {', '.join(missing)}")
-    docs = []
-    for n, row in enumerate(rows):
-        if not row:
-            continue
-        if len(row) < len(head):
-            raise ExamError(f"{path}: row {n + 1}: {len(row)} columns, expected {len(head)}")
-        rec = dict(zip(head, row))
-        answer = rec.get("answer", "").strip().upper() or None
-        if answer is not None and answer not in LETTERS:
-            raise ExamError(f"{path}: row {n + 1}: answer {answer!r} is not one of A, B, C, D")
-        docs.append(ExamDoc(
-            subject=subject, id=str(rec.get("id", n)).strip() or str(n), question=rec["question"],
-            options=tuple(rec[k] for k in ("a", "b", "c", "d")), answer=answer,
-            explanation=rec.get("explanation") or None,
-        ))
+    docs, problems = scan_docs(path, fmt, subject, split="dev")
+    errors = [p for p in problems if not p.warning]
+    if errors:
+        raise ExamError("\n".join(str(p) for p in errors))
     return docs
 
 
@@ -205,8 +291,9 @@ def read_exam(data_dir: str | Path, fmt: str = "auto", split: str = "val",
                         f"(available: {', '.join(available[:8])}{', ...' if len(available) > 8 else ''})")
     exams = []
     for subject in chosen:
-        dev_path = _csv_path(data_dir, fmt, "dev", subject)
+        dev_path = csv_path(data_dir, fmt, "dev", subject)
         dev = read_docs(dev_path, fmt, subject) if dev_path.is_file() else []
         exams.append(SubjectExam(subject_info(data_dir, fmt, subject, mapping), dev,
-                                 read_docs(_csv_path(data_dir, fmt, split, subject), fmt, subject)))
+                                 read_docs(csv_path(data_dir, fmt, split, subject), fmt, subject)))
     return fmt, exams
+
