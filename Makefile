@@ -46,6 +46,9 @@ $(BROWSER_STAMP): | $(STAMP)
 demo: install
 	$(VENV)/bin/subjectlm model prepare
 	$(VENV)/bin/subjectlm run examples/demo.yaml
+	@# The validation page's opening verdicts (tuned vs starting model), from its Markdown twin.
+	@echo "== validation report: runs/demo/report.html"
+	@awk '/^## /{show = ($$0 == "## Summary"); next} show && NF' runs/demo/report.md
 
 test: install $(BROWSER_STAMP)
 	$(PY) -m pytest -p no:cacheprovider -rs tests

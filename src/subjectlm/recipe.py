@@ -206,6 +206,9 @@ def run_recipe(path: str | Path, force: bool = False, only: list[str] | None = N
             state.update(model=result["model"], adapter=None, adapter_list=[])
         if result.get("adapter"):
             state.update(adapter=result["adapter"], adapter_list=[result["adapter"]])
+    from subjectlm.report import write_report  # one validation page over every stage's outputs
+
+    log(f"report: {write_report(out_dir)}")
     return outcomes
 
 

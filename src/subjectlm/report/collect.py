@@ -1,0 +1,84 @@
+"""What a recipe run left behind: its stages (from pipeline_state.json) and the files each one wrote.
+
+The recipe records, per stage name, the resolved config, the result and the seconds taken. A
+stage's kind is read from its config's fields (a training config has `learning_rate`, an export
+config `quantize`, ...), so stages renamed in the recipe (`name: sft-round-2`) are still found.
+Nothing here fails on a missing or unreadable file: the report says what it could not find.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = "pipeline_state.json"
+
+# stage kind -> config fields that only that kind's config has (the first kind whose fields all match wins)
+KIND_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("train", ("learning_rate",)),     # pt, sft, dpo (train/config.py)
+    ("merge", ("base", "lora")),       # merge/config.py
+    ("arena", ("prompts",)),           # arena/stage.py
+    ("export", ("quantize", "outtype")),  # export/stage.py
+    ("eval", ("data", "base_model")),  # eval/stage.py
+)
+
+
+@dataclasses.dataclass
+class Stage:
+    name: str
+    kind: str                # train | merge | eval | export | arena | other
+    config: dict[str, Any]
+    summary: str
+    seconds: float | None
+    dir: Path | None         # the stage's output folder, when it has one and it exists
+
+
+def read_json(path: Path) -> Any:
+    """The parsed file, or None when it is missing or not valid JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return rows
+    for line in lines:
+        try:
+            row = json.loads(line) if line.strip() else None
+        except ValueError:
+            continue  # a torn last line of an interrupted run
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def stage_kind(config: dict[str, Any]) -> str:
+    for kind, fields in KIND_FIELDS:
+        if all(f in config for f in fields):
+            return kind
+    return "other"
+
+
+def load_stages(run_dir: Path) -> list[Stage]:
+    """The stages recorded in run_dir/pipeline_state.json, in the order they were first run."""
+    state = read_json(run_dir / STATE_FILE)
+    if not isinstance(state, dict):
+        return []
+    stages = []
+    for name, entry in state.items():
+        if not isinstance(entry, dict):
+            continue
+        config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+        result = entry.get("result") if isinstance(entry.get("result"), dict) else {}
+        out = config.get("output_dir")
+        folder = Path(out) if isinstance(out, str) and out else run_dir / name
+        stages.append(Stage(name=name, kind=stage_kind(config), config=config, summary=str(result.get("summary", "")),
+                            seconds=entry.get("seconds"), dir=folder if folder.is_dir() else None))
+    return stages
