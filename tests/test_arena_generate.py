@@ -107,7 +107,7 @@ def test_greedy_answers_match_plain_generate(tmp_path, tiny_llama_dir):
 def test_row_sampler_top_p_and_per_row_seeds():
     import torch
 
-    from subjectlm.arena.generate import make_row_sampler
+    from subjectlm.backends.sampling import make_row_sampler
 
     # probs 0.6 / 0.3 / 0.1: top_p 0.5 keeps only the first token, top_p 0.8 the first two.
     scores = torch.log(torch.tensor([[0.6, 0.3, 0.1]] * 2))

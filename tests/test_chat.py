@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from subjectlm.serve.backends import Piece
+from subjectlm.backends import Piece
 
 
 class EchoBackend:
@@ -17,7 +17,7 @@ class EchoBackend:
     def __init__(self):
         self.seen = []
 
-    def chat(self, messages, params):
+    def stream(self, messages, params, cancel=None):
         self.seen.append([dict(m) for m in messages])
         yield Piece("n=")
         yield Piece(str(len(messages)))
@@ -65,11 +65,12 @@ def test_bad_config_is_refused():
 def test_cli_prompt_on_a_tiny_model(tiny_llama_dir, capsys):
     """The real CLI path: argv -> config -> hf backend -> greedy answer printed."""
     from subjectlm.cli import main
-    from subjectlm.serve.backends import GenParams, HFBackend
+    from subjectlm.backends import GenParams
+    from subjectlm.backends.hf import HFBackend
 
     assert main(["chat", "--model", str(tiny_llama_dir), "--prompt", "Hello", "--max_tokens", "5"]) == 0
     printed = capsys.readouterr().out
-    expected = "".join(p.text for p in HFBackend(tiny_llama_dir).chat([{"role": "user", "content": "Hello"}],
+    expected = "".join(p.text for p in HFBackend(tiny_llama_dir).stream([{"role": "user", "content": "Hello"}],
                                                                       GenParams(max_tokens=5)))
     assert printed == expected + "\n"
 
@@ -79,5 +80,5 @@ def test_cli_gguf_with_hf_backend_is_a_clear_error(tmp_path, capsys):
 
     fake = tmp_path / "m.gguf"
     fake.write_bytes(b"GGUF")
-    assert main(["chat", "--model", str(fake), "--backend", "hf", "--prompt", "x"]) == 1
+    assert main(["chat", "--model", str(fake), "--backend", "hf", "--prompt", "x"]) == 2  # a UserError
     assert "use --backend llamacpp" in capsys.readouterr().err

@@ -209,17 +209,19 @@ def test_unknown_quant_type_lists_the_known_ones(llama_f16, tmp_path):
 @needs_llama_cpp
 def test_default_model_chat_ends_at_end_of_turn(default_model_dir, tmp_path_factory):
     from subjectlm.export.gguf import export_gguf
-    from subjectlm.serve.backends import GenParams, HFBackend, LlamaCppBackend
+    from subjectlm.backends import GenParams
+    from subjectlm.backends.hf import HFBackend
+    from subjectlm.backends.llamacpp import LlamaCppBackend
 
     path = export_gguf(default_model_dir, tmp_path_factory.mktemp("default") / "smol-f16.gguf", "f16",
                        progress=False).path
     messages = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
-    pieces = list(LlamaCppBackend(path, n_ctx=512).chat(messages, GenParams(max_tokens=100)))
+    pieces = list(LlamaCppBackend(path, n_ctx=512).stream(messages, GenParams(max_tokens=100)))
     answer = "".join(p.text for p in pieces)
     assert pieces[-1].finish_reason == "stop"           # stopped by <|im_end|>, not by the length limit
     assert pieces[-1].completion_tokens < 100
     assert "Paris" in answer and "<|im_end|>" not in answer and "<|im_start|>" not in answer
-    hf = list(HFBackend(default_model_dir).chat(messages, GenParams(max_tokens=100)))
+    hf = list(HFBackend(default_model_dir).stream(messages, GenParams(max_tokens=100)))
     assert hf[-1].finish_reason == "stop"
     assert "".join(p.text for p in hf)[:20] == answer[:20]  # greedy: f16 and fp32 start the same
 

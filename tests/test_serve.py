@@ -25,7 +25,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def backend(tiny_llama_dir):
-    from subjectlm.serve.backends import HFBackend
+    from subjectlm.backends.hf import HFBackend
 
     return HFBackend(tiny_llama_dir)
 
@@ -153,7 +153,7 @@ def test_bad_json_and_chunked_oversize_then_still_serving(base_url, client):
 
 
 def test_cut_at_stop_holds_back_a_partial_stop():
-    from subjectlm.serve.backends import cut_at_stop
+    from subjectlm.backends.text import cut_at_stop
 
     assert cut_at_stop("hello wor", ["world"]) == ("hello wor", False, 3)
     assert cut_at_stop("hello world!", ["world"]) == ("hello ", True, 0)
@@ -177,7 +177,7 @@ def test_vllm_backend_is_a_clear_error_without_vllm(tiny_llama_dir):
     import importlib.util
 
     from subjectlm.errors import UserError
-    from subjectlm.serve.backends import open_backend
+    from subjectlm.backends import open_backend
 
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")

@@ -7,10 +7,10 @@ batch by batch: a second run (more prompts, another model, or after a crash) gen
 what is missing. A name keeps its settings: asking for the same name with other settings is an
 error unless `overwrite` is given, because its old answers would no longer match its record.
 
-Generation is transformers `generate` over the chat template, in left-padded batches. Sampling
-is done by `RowSampler` with one random generator per prompt, seeded from (seed, prompt id): an
-answer depends on the model, its settings and the prompt only, never on which prompts shared
-its batch, so a cached answer is exactly what a fresh run would give.
+Generation goes through the backends (`open_backend`: transformers in left-padded batches, or a
+GGUF on llama.cpp) over the model's chat template. Each prompt is sampled with its own seed,
+drawn from (seed, prompt id): an answer depends on the model, its settings and the prompt only,
+never on which prompts shared its batch, so a cached answer is exactly what a fresh run would give.
 """
 
 from __future__ import annotations
@@ -94,89 +94,38 @@ def merge_prompts(output_dir: Path, prompts_file: str | None) -> list[dict[str, 
     return known
 
 
-def chat_text(tokenizer, prompt: str) -> str:
-    """The model's own chat template around one user turn (plain text for a model without one)."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                             add_generation_prompt=True)
-    return prompt
-
-
 def prompt_seed(seed: int, pid: str) -> int:
     return int(hashlib.sha256(f"{seed}|{pid}".encode("utf-8")).hexdigest()[:15], 16)
 
 
-def make_row_sampler(temperature: float, top_p: float, seeds: list[int], device: str):
-    """A logits processor that samples each row with its own generator (temperature, then top-p)
-    and leaves only the drawn token, so that greedy decoding emits it."""
-    import torch
-    from transformers import LogitsProcessor
-
-    class RowSampler(LogitsProcessor):
-        def __init__(self):
-            self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-
-        def __call__(self, input_ids, scores):
-            probs = torch.softmax(scores.float() / temperature, dim=-1)
-            if top_p < 1.0:
-                sorted_probs, order = probs.sort(dim=-1, descending=True)
-                # drop a token when the tokens before it already cover top_p (the first is always kept)
-                drop = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p
-                sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-                probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-            out = torch.full_like(scores, float("-inf"))
-            for row, generator in enumerate(self.generators):
-                token = torch.multinomial(probs[row], 1, generator=generator)
-                out[row, token] = 0.0
-            return out
-
-    return RowSampler()
-
-
 def generate_answers(spec: ModelSpec, prompts: list[dict[str, Any]], config: GenerateConfig) -> list[dict[str, Any]]:
-    """Answer `prompts` with one model; returns answer records in prompt order."""
-    import torch
+    """Answer `prompts` with one model (an HF directory, `default` or a .gguf); answer records in prompt order."""
     from tqdm import tqdm
-    from transformers import GenerationConfig, LogitsProcessorList
 
-    from subjectlm.models import load_model, load_tokenizer
+    from subjectlm.backends import GenParams, open_backend
 
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = load_tokenizer(spec.path, trust_remote_code=config.trust_remote_code)
-    tokenizer.padding_side = "left"  # new tokens follow every prompt's last real token
-    model = load_model(spec.path, dtype=config.dtype, device=device, trust_remote_code=config.trust_remote_code)
-    sampling = spec.temperature > 0
-    # Greedy decoding throughout: when sampling, RowSampler has already drawn the token.
-    gen_config = GenerationConfig(
-        do_sample=False, max_new_tokens=spec.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+    backend = open_backend(spec.path, dtype=config.dtype, device=config.device, batch_size=config.batch_size,
+                           trust_remote_code=config.trust_remote_code)
     out_file = Path(config.output_dir) / ANSWERS_DIR / f"{spec.name}.jsonl"
     records = []
     bar = tqdm(total=len(prompts), desc=f"answers of {spec.name}", unit="prompt")
-    for start in range(0, len(prompts), config.batch_size):
-        batch = prompts[start:start + config.batch_size]
-        texts = [chat_text(tokenizer, p["prompt"]) for p in batch]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        processors = LogitsProcessorList()
-        if sampling:
-            seeds = [prompt_seed(spec.seed, p["id"]) for p in batch]
-            processors.append(make_row_sampler(spec.temperature, spec.top_p, seeds, device))
-        with torch.no_grad():
-            out = model.generate(**enc, generation_config=gen_config, logits_processor=processors)
-        new = out[:, enc["input_ids"].shape[1]:]
-        for prompt, ids in zip(batch, new.tolist()):
-            finished = tokenizer.eos_token_id in ids
-            if finished:
-                ids = ids[: ids.index(tokenizer.eos_token_id)]
-            while ids and ids[-1] == gen_config.pad_token_id:
-                ids.pop()
-            record = {"id": prompt["id"], "model": spec.name, "prompt_sha": _prompt_sha(prompt),
-                      "answer": tokenizer.decode(ids, skip_special_tokens=True).strip(),
-                      "tokens": len(ids), "finished": finished}
-            append_jsonl(out_file, record)
-            records.append(record)
-        bar.update(len(batch))
-    bar.close()
+    try:
+        for start in range(0, len(prompts), config.batch_size):
+            batch = prompts[start:start + config.batch_size]
+            # One seed per prompt: a sampled answer does not depend on its batch (backends/sampling.py).
+            params = [GenParams(max_tokens=spec.max_new_tokens, temperature=spec.temperature, top_p=spec.top_p,
+                                seed=prompt_seed(spec.seed, p["id"])) for p in batch]
+            answers = backend.generate([[{"role": "user", "content": p["prompt"]}] for p in batch], params)
+            for prompt, answer in zip(batch, answers):
+                record = {"id": prompt["id"], "model": spec.name, "prompt_sha": _prompt_sha(prompt),
+                          "answer": answer.text.strip(), "tokens": answer.completion_tokens,
+                          "finished": answer.finish_reason == "stop"}
+                append_jsonl(out_file, record)
+                records.append(record)
+            bar.update(len(batch))
+    finally:
+        bar.close()
+        backend.close()
     return records
 
 

@@ -31,22 +31,22 @@ def _messages(job: dict[str, Any]) -> list[dict[str, str]]:
 
 
 class LocalJudge:
+    """A judge on the hf backend: `generate` for replies; scoring reads the backend's model directly
+    (the backends' `score` method is still to come)."""
+
     def __init__(self, path: str, mode: str = "score", dtype: str = "auto", device: str | None = None,
                  max_new_tokens: int = 96, trust_remote_code: bool = False):
-        import torch
+        from subjectlm.backends import open_backend
 
-        from subjectlm.models import load_model, load_tokenizer
-
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
-        self.model = load_model(path, dtype=dtype, device=self.device, trust_remote_code=trust_remote_code)
+        self.backend = open_backend(path, "hf", dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+        self.tokenizer, self.model, self.device = self.backend.tokenizer, self.backend.model, self.backend.device
         self.mode = mode
         self.max_new_tokens = max_new_tokens
 
     def _chat(self, messages: list[dict[str, str]]) -> str:
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return "\n\n".join(m["content"] for m in messages) + "\n\n"
+        from subjectlm.backends.text import chat_text
+
+        return chat_text(self.tokenizer, messages)
 
     def score(self, messages: list[dict[str, str]]) -> dict[str, float]:
         """Probability of each winner, from the log-probabilities of the four verdict endings."""
@@ -80,13 +80,9 @@ class LocalJudge:
         return {w: x / sum(weights) for w, x in zip(ENDINGS, weights)}
 
     def reply(self, messages: list[dict[str, str]]) -> str:
-        import torch
+        from subjectlm.backends import GenParams
 
-        enc = self.tokenizer(self._chat(messages), return_tensors="pt", add_special_tokens=False).to(self.device)
-        with torch.no_grad():
-            out = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
-                                      pad_token_id=self.tokenizer.pad_token_id)
-        return self.tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        return self.backend.generate([messages], GenParams(max_tokens=self.max_new_tokens))[0].text
 
     def verdict(self, job: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         messages = _messages(job)

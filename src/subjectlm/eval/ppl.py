@@ -80,11 +80,12 @@ def sliding_nll(model, ids: list[int], max_length: int, stride: int) -> tuple[fl
 def run_ppl(config: PPLConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     import torch
 
+    from subjectlm.backends.device import default_device
     from subjectlm.io import write_json
     from subjectlm.models import load_model, load_tokenizer
 
     texts = {path: read_text(path) for path in config.data}
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = config.device or default_device()
     tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
     model = load_model(config.model, dtype=config.dtype, device=device, trust_remote_code=config.trust_remote_code)
     files, total_nll, total_tokens = {}, 0.0, 0

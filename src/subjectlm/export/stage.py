@@ -148,12 +148,12 @@ def run(config: ExportStageConfig) -> dict:
 
         write_modelfile(paths[-1], overwrite=True)
     if config.question:
-        from subjectlm.serve.backends import GenParams, open_backend
+        from subjectlm.backends import GenParams, open_backend
 
         backend = open_backend(paths[-1], "llamacpp")
         try:
-            reply = "".join(p.text for p in backend.chat([{"role": "user", "content": config.question}],
-                                                         GenParams(max_tokens=config.answer_tokens)))
+            reply = backend.generate([[{"role": "user", "content": config.question}]],
+                                     GenParams(max_tokens=config.answer_tokens))[0].text
         finally:
             backend.close()
         print(f"Q: {config.question}\nA: {reply}", flush=True)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from subjectlm.backends.llamacpp import open_llama  # one way to open llama.cpp, shared with chat and serve
+
 # Written for this project (no outside source): mixed English and Chinese prose of the
 # kind our subject models see, with numbers and punctuation to exercise the tokenizer.
 SAMPLE_TEXT = """\
@@ -80,29 +82,6 @@ def hf_logits(model_dir: Path, token_ids: list[int], adapter: str | Path | None 
     with torch.no_grad():
         out = model(torch.tensor([token_ids])).logits[0]
     return out.float().numpy()
-
-
-def open_llama(path: str | Path, n_ctx: int = 2048, logits_all: bool = False, lora: str | Path | None = None):
-    """A llama_cpp.Llama on CPU, quiet; a clear error when llama-cpp-python is missing."""
-    import os
-
-    try:
-        import llama_cpp
-    except ImportError as exc:
-        from subjectlm.errors import UserError
-
-        raise UserError("llama-cpp-python is not installed: pip install 'subjectlm[gguf]'") from exc
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, logits_all=logits_all, verbose=False,
-                               n_threads=max(1, min(8, threads)), n_gpu_layers=0,
-                               lora_path=str(lora) if lora else None)
-    except ValueError as exc:  # llama.cpp says why only on stderr, which verbose=False hides
-        from subjectlm.errors import UserError
-
-        raise UserError(f"llama.cpp (llama-cpp-python {llama_cpp.__version__}) could not load {path}"
-                        f"{' with adapter ' + str(lora) if lora else ''}: {exc}. Is it a GGUF for this "
-                        "llama.cpp version? Loading it with llama_cpp.Llama(..., verbose=True) shows the reason") from exc
 
 
 def gguf_logits(path: Path, token_ids: list[int], lora: str | Path | None = None):

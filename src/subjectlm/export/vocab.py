@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from subjectlm.backends.text import end_of_turn_token  # moved to the backends, which stop generation at it
 from subjectlm.export.names import PRE_TOKENIZERS
 
 # llama.cpp token types (gguf.TokenType values, repeated so this table reads without gguf).
@@ -66,29 +67,6 @@ def detect_pre(tokenizer_json: dict[str, Any]) -> str:
         f"Known: {', '.join(sorted(set(PRE_TOKENIZERS.values())))}; if you know which llama.cpp pre-tokenizer "
         "matches, pass it with --pre_tokenizer"
     )
-
-
-def end_of_turn_token(tokenizer) -> str | None:
-    """The special token the chat template puts right after an assistant message.
-
-    This is what must stop generation in llama.cpp (`<|im_end|>`, `<|eot_id|>`, `<end_of_turn>`),
-    found by rendering the template rather than by guessing from token names."""
-    if not getattr(tokenizer, "chat_template", None):
-        return None
-    marker = "SUBJECTLM_END_MARKER"
-    try:
-        text = tokenizer.apply_chat_template(
-            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}], tokenize=False)
-    except Exception:  # a template that needs other roles or tools: no end-of-turn known
-        return None
-    after = text.split(marker, 1)[-1] if marker in text else ""
-    specials = sorted(tokenizer.all_special_tokens + [t.content for t in tokenizer.added_tokens_decoder.values()],
-                      key=len, reverse=True)
-    after = after.lstrip()
-    for token in specials:
-        if token and after.startswith(token):
-            return token
-    return None
 
 
 def _added_types(tokenizer_json: dict[str, Any]) -> dict[int, int]:

@@ -28,7 +28,7 @@ class ChatConfig:
     trust_remote_code: bool = option(False, help="allow custom model code from the model directory")
 
     def __post_init__(self):
-        from subjectlm.serve.backends import BACKENDS
+        from subjectlm.backends import BACKENDS
 
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
@@ -41,7 +41,7 @@ class ChatConfig:
 def answer(backend, messages: list[dict[str, str]], params, write: Callable[[str], None]) -> str:
     """Stream one reply through `write`; return its full text."""
     parts = []
-    for piece in backend.chat(messages, params):
+    for piece in backend.stream(messages, params):
         if piece.text:
             parts.append(piece.text)
             write(piece.text)
@@ -49,7 +49,7 @@ def answer(backend, messages: list[dict[str, str]], params, write: Callable[[str
 
 
 def chat_loop(backend, config: ChatConfig, stdin: TextIO | None = None, stdout: TextIO | None = None) -> int:
-    from subjectlm.serve.backends import GenParams
+    from subjectlm.backends import GenParams
 
     stdin = stdin or sys.stdin  # looked up per call: tests and callers may swap sys.stdout
     stdout = stdout or sys.stdout
@@ -90,10 +90,10 @@ def chat_loop(backend, config: ChatConfig, stdin: TextIO | None = None, stdout: 
 
 
 def run(config: ChatConfig) -> int:
-    from subjectlm.serve.backends import open_backend
+    from subjectlm.backends import open_backend
 
     backend = open_backend(config.model, config.backend, n_ctx=config.n_ctx, trust_remote_code=config.trust_remote_code)
     try:
         return chat_loop(backend, config)
     finally:
-        getattr(backend, "close", lambda: None)()
+        backend.close()

@@ -5,6 +5,12 @@ Endpoints: GET /v1/models, POST /v1/chat/completions and /v1/completions (both w
 binds 127.0.0.1; with an API key every /v1 request needs `Authorization: Bearer KEY`
 (401 otherwise); bodies are capped (413), malformed or out-of-range requests get a 400
 with an OpenAI-style `{"error": {"message": ...}}`, and the server keeps serving.
+
+It survives its clients (admission.py): one request generates while `max_queue` wait, more
+get an immediate 503 with `Retry-After`; a client that disconnects, a request past
+`request_timeout` (504, or an in-band error when streaming) and SIGTERM all cancel the
+generation at its next token, so the model is free again at once and the process exits in
+seconds.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the (locally imported) annotations at runtime.
@@ -31,17 +37,21 @@ class ServeConfig:
     max_tokens_limit: int = option(4096, help="largest max_tokens a request may ask for")
     max_body_bytes: int = option(1 << 20, help="largest request body accepted (bytes)")
     trust_remote_code: bool = option(False, help="allow custom model code from the model directory")
+    max_queue: int = option(8, help="requests that may wait while one is answered; more get 503 + Retry-After")
+    request_timeout: float = option(300.0, help="seconds a request may take, waiting included (then 504)")
 
     def __post_init__(self):
-        from subjectlm.serve.backends import BACKENDS
+        from subjectlm.backends import BACKENDS
 
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port: {self.port} is not a TCP port")
-        for name in ("n_ctx", "max_tokens_limit", "max_body_bytes"):
-            if getattr(self, name) < 1:
+        for name in ("n_ctx", "max_tokens_limit", "max_body_bytes", "request_timeout"):
+            if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
+        if self.max_queue < 0:
+            raise ConfigError("max_queue: must be 0 or more")
         if self.api_key is None:
             self.api_key = os.environ.get("SUBJECTLM_API_KEY") or None
 
@@ -76,17 +86,23 @@ def _schemas(max_tokens_limit: int):
 
 
 def _params(req) -> Any:
-    from subjectlm.serve.backends import GenParams
+    from subjectlm.backends import GenParams
 
     stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
     return GenParams(max_tokens=req.max_completion_tokens or req.max_tokens or 256, temperature=req.temperature,
                      top_p=req.top_p, stop=stop, seed=req.seed)
 
 
-def _error(status: int, message: str, kind: str = "invalid_request_error"):
+def _error(status: int, message: str, kind: str = "invalid_request_error", headers: dict | None = None):
     from fastapi.responses import JSONResponse
 
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": status}}, status_code=status)
+    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": status}},
+                        status_code=status, headers=headers)
+
+
+# Why a request was cut short, as the client is told: (status, message, error type).
+CANCELLED = {"timeout": (504, "the request took longer than the server's request_timeout", "timeout"),
+             "shutdown": (503, "the server is shutting down", "server_error")}
 
 
 class _BodyLimit:
@@ -116,14 +132,19 @@ class _BodyLimit:
         return await self.app(scope, limited, send)
 
 
-def create_app(backend, api_key: str | None = None, max_tokens_limit: int = 4096, max_body_bytes: int = 1 << 20):
+def create_app(backend, api_key: str | None = None, max_tokens_limit: int = 4096, max_body_bytes: int = 1 << 20,
+               max_queue: int = 8, request_timeout: float = 300.0):
+    """The ASGI app; `app.state.slots` is its admission (serve() closes it on SIGTERM)."""
     from fastapi import Depends, FastAPI, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import StreamingResponse
 
+    from subjectlm.serve.admission import Slots, pieces
+
     ChatRequest, CompletionRequest = _schemas(max_tokens_limit)
     app = FastAPI(title="subjectlm", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
+    slots = app.state.slots = Slots(max_queue, request_timeout)
     created = int(time.time())
 
     @app.exception_handler(RequestValidationError)
@@ -149,57 +170,105 @@ def create_app(backend, api_key: str | None = None, max_tokens_limit: int = 4096
 
     # Any `model` name a client sends is served by the one loaded model, as llama.cpp's server does.
     @app.get("/health")
-    def health():
-        return {"status": "ok"}
+    async def health():
+        return {"status": "ok", "running": len(slots.tickets), "limit": slots.limit}
 
     @app.get("/v1/models", dependencies=[Depends(authorize)])
-    def models():
+    async def models():
         return {"object": "list", "data": [{"id": backend.model_id, "object": "model", "created": created,
                                             "owned_by": "subjectlm"}]}
 
-    def sse(chunks: Iterator[dict]) -> StreamingResponse:
-        def body():
+    def busy():
+        why = "the server is shutting down" if slots.closed else (
+            f"the server is busy ({slots.limit} requests running or queued); retry shortly")
+        return _error(503, why, "server_error", headers={"Retry-After": "1"})
+
+    class _Stream(StreamingResponse):
+        """A streamed answer that gives its slot back however the response ends (done, error, disconnect)."""
+
+        def __init__(self, content, ticket):
+            super().__init__(content, media_type="text/event-stream")
+            self.ticket = ticket
+
+        async def __call__(self, scope, receive, send):
             try:
-                for chunk in chunks:
+                await super().__call__(scope, receive, send)
+            finally:
+                slots.leave(self.ticket)
+
+    def sse(ticket, chunks) -> StreamingResponse:
+        async def body():
+            try:
+                async for chunk in chunks:
                     yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+                if ticket.why in CANCELLED:
+                    _, message, kind = CANCELLED[ticket.why]
+                    yield f"data: {json.dumps({'error': {'message': message, 'type': kind}})}\n\n"
             except Exception as exc:  # headers are sent already: report in-band
                 yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'server_error'}})}\n\n"
-            yield "data: [DONE]\n\n"
-        return StreamingResponse(body(), media_type="text/event-stream")
+            if ticket.why != "disconnected":
+                yield "data: [DONE]\n\n"
+        return _Stream(body(), ticket)
+
+    async def whole(ticket, prompt, params, request: Request):
+        """Every piece of a non-streamed answer, or the error response that replaces it."""
+        try:
+            parts = [p async for p in pieces(backend, prompt, params, ticket, request.receive)]
+        finally:
+            slots.leave(ticket)
+        if ticket.why in CANCELLED:
+            status, message, kind = CANCELLED[ticket.why]
+            return None, _error(status, message, kind)
+        if ticket.why == "disconnected":  # nobody reads this; nginx's code for it
+            return None, _error(499, "client closed the request")
+        return parts, None
 
     def usage(last) -> dict:
         return {"prompt_tokens": last.prompt_tokens, "completion_tokens": last.completion_tokens,
                 "total_tokens": last.prompt_tokens + last.completion_tokens}
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
-    def chat_completions(req: ChatRequest):
-        pieces = backend.chat([m.model_dump() for m in req.messages], _params(req))
+    async def chat_completions(req: ChatRequest, request: Request):
+        ticket = slots.enter()
+        if ticket is None:
+            return busy()
+        prompt, params = [m.model_dump() for m in req.messages], _params(req)
         rid, now = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         head = {"id": rid, "created": now, "model": backend.model_id}
         if req.stream:
-            def chunks():
+            async def chunks():
                 yield {**head, "object": "chat.completion.chunk",
                        "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
-                for p in pieces:
+                async for p in pieces(backend, prompt, params, ticket, request.receive):
                     delta = {"content": p.text} if p.text else {}
                     yield {**head, "object": "chat.completion.chunk",
                            "choices": [{"index": 0, "delta": delta, "finish_reason": p.finish_reason}]}
-            return sse(chunks())
-        parts = list(pieces)
+            return sse(ticket, chunks())
+        parts, failed = await whole(ticket, prompt, params, request)
+        if failed is not None:
+            return failed
         return {**head, "object": "chat.completion",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(p.text for p in parts)},
                              "finish_reason": parts[-1].finish_reason}],
                 "usage": usage(parts[-1])}
 
     @app.post("/v1/completions", dependencies=[Depends(authorize)])
-    def completions(req: CompletionRequest):
-        pieces = backend.complete(req.prompt, _params(req))
+    async def completions(req: CompletionRequest, request: Request):
+        ticket = slots.enter()
+        if ticket is None:
+            return busy()
+        params = _params(req)
         rid, now = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         head = {"id": rid, "object": "text_completion", "created": now, "model": backend.model_id}
         if req.stream:
-            return sse({**head, "choices": [{"index": 0, "text": p.text, "logprobs": None,
-                                             "finish_reason": p.finish_reason}]} for p in pieces)
-        parts = list(pieces)
+            async def chunks():
+                async for p in pieces(backend, req.prompt, params, ticket, request.receive):
+                    yield {**head, "choices": [{"index": 0, "text": p.text, "logprobs": None,
+                                                "finish_reason": p.finish_reason}]}
+            return sse(ticket, chunks())
+        parts, failed = await whole(ticket, req.prompt, params, request)
+        if failed is not None:
+            return failed
         return {**head, "choices": [{"index": 0, "text": "".join(p.text for p in parts), "logprobs": None,
                                      "finish_reason": parts[-1].finish_reason}],
                 "usage": usage(parts[-1])}
@@ -208,15 +277,27 @@ def create_app(backend, api_key: str | None = None, max_tokens_limit: int = 4096
 
 
 def serve(config: ServeConfig) -> None:
-    """Load the backend, then serve until interrupted."""
+    """Load the backend, then serve until interrupted; SIGTERM/Ctrl-C cancel what is running and exit."""
     import uvicorn
 
-    from subjectlm.serve.backends import open_backend
+    from subjectlm.backends import open_backend
 
     if config.host not in ("127.0.0.1", "localhost", "::1") and not config.api_key:
         print(f"warning: serving on {config.host} without --api_key: anyone who can reach this port can use the model",
               flush=True)
     backend = open_backend(config.model, config.backend, n_ctx=config.n_ctx, trust_remote_code=config.trust_remote_code)
-    app = create_app(backend, config.api_key, config.max_tokens_limit, config.max_body_bytes)
-    print(f"serving {backend.model_id} ({backend.name}) on http://{config.host}:{config.port}/v1", flush=True)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
+    app = create_app(backend, config.api_key, config.max_tokens_limit, config.max_body_bytes, config.max_queue,
+                     config.request_timeout)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):  # the signal handler: cancel generations first, then uvicorn's shutdown
+            app.state.slots.close()
+            super().handle_exit(sig, frame)
+
+    print(f"serving {backend.model_id} ({backend.name}) on http://{config.host}:{config.port}/v1 "
+          f"(queue {config.max_queue}, timeout {config.request_timeout:g} s)", flush=True)
+    # The grace period only covers responses that are still sending their last bytes: generations are cancelled.
+    Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
+                          timeout_graceful_shutdown=3)).run()
+    app.state.slots.join(timeout=5)  # cancelled threads end at their next token; then the model can go
+    backend.close()

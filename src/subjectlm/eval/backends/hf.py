@@ -123,7 +123,9 @@ class HFBackend(TokenizerText):
         from subjectlm.models import load_model, load_tokenizer
 
         if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            from subjectlm.backends.device import default_device
+
+            device = default_device()
         self.tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
         self.model = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
         self.device = torch.device(device)

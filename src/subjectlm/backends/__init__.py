@@ -1,0 +1,130 @@
+"""One model layer for generation: every stage that makes a model write text goes through here.
+
+    __init__.py  the Backend protocol, GenParams, Piece, Answer, open_backend()
+    text.py      pure text helpers: chat_text(), end_of_turn_token(), cut_at_stop()
+    device.py    default_device(): cuda when present, else cpu (the one place that decides)
+    sampling.py  per-row seeded sampling, so an answer never depends on its batch neighbours
+    hf.py        transformers: streamed one request at a time, generate() in left-padded batches
+    llamacpp.py  a GGUF through llama-cpp-python (open_llama, no torch on this path)
+    vllm.py      vLLM's offline engine (GPU machines)
+
+A prompt is either a raw string (a completion) or a list of chat messages, which the
+backend renders with the model's own chat template. `stream` yields `Piece`s and ends with
+one that carries the finish reason and token counts; it checks a `cancel` event between
+tokens, so a caller that goes away (a disconnected HTTP client, a timeout, SIGTERM) frees
+the model within one token. One generation runs at a time per backend (a lock).
+
+The eval (scoring) backends in eval/backends/ will join as a `score` method of the same
+objects; they keep their own module until then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+from typing import Iterator, Mapping, Protocol, Sequence, Union
+
+BACKENDS = ("auto", "hf", "llamacpp", "vllm")
+
+Messages = Sequence[Mapping[str, str]]
+Prompt = Union[str, Messages]  # str: raw completion; messages: rendered with the chat template
+
+
+@dataclasses.dataclass
+class GenParams:
+    max_tokens: int = 256
+    temperature: float = 0.0        # 0 = greedy
+    top_p: float = 1.0
+    stop: list[str] = dataclasses.field(default_factory=list)
+    seed: int | None = None         # sampling seed; the same seed gives the same answer, streamed or not
+
+
+@dataclasses.dataclass
+class Piece:
+    text: str
+    finish_reason: str | None = None  # "stop" | "length" | "cancelled" on the last piece
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclasses.dataclass
+class Answer:
+    text: str
+    finish_reason: str                # "stop" (end of turn or a stop string) | "length" | "cancelled"
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class Backend(Protocol):
+    name: str       # "hf" | "llamacpp" | "vllm"
+    model_id: str   # what /v1/models reports
+
+    def stream(self, prompt: Prompt, params: GenParams, cancel: threading.Event | None = None) -> Iterator[Piece]:
+        """One answer, piece by piece; stops within a token once `cancel` is set (last piece: "cancelled")."""
+
+    def generate(self, prompts: Sequence[Prompt], params: GenParams | Sequence[GenParams]) -> list[Answer]:
+        """Whole answers, one per prompt (batched where the backend can); `params` is shared or one per prompt."""
+
+    def close(self) -> None:
+        """Free the model's memory now."""
+
+
+def answer_of(pieces: Iterator[Piece]) -> Answer:
+    """Collect a stream into one Answer."""
+    parts, last = [], Piece("", "stop")
+    for piece in pieces:
+        parts.append(piece.text)
+        last = piece
+    return Answer("".join(parts), last.finish_reason or "stop", last.prompt_tokens, last.completion_tokens)
+
+
+def per_prompt(params: GenParams | Sequence[GenParams], n: int) -> list[GenParams]:
+    if isinstance(params, GenParams):
+        return [params] * n
+    params = list(params)
+    if len(params) != n:
+        raise ValueError(f"{len(params)} GenParams for {n} prompts")
+    return params
+
+
+def open_backend(model: str | Path, backend: str = "auto", *, n_ctx: int = 4096, dtype: str = "fp32",
+                 device: str | None = None, batch_size: int = 8, trust_remote_code: bool = False) -> Backend:
+    """`auto`: a .gguf file runs on llama.cpp, a model directory (or `default`) on transformers.
+
+    `n_ctx` is llama.cpp's context; `dtype`, `device` and `batch_size` are for hf; vLLM picks its own."""
+    from subjectlm.config import ConfigError
+
+    is_gguf = str(model).endswith(".gguf")
+    if backend == "auto":
+        backend = "llamacpp" if is_gguf else "hf"
+    if backend == "llamacpp":
+        if not is_gguf:
+            raise ConfigError(f"backend: llamacpp needs a .gguf file (export one with `subjectlm export gguf`), got {model}")
+        if not Path(model).is_file():
+            raise ConfigError(f"model: {model} does not exist")
+        from subjectlm.backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(model, n_ctx=n_ctx)
+    if is_gguf:
+        raise ConfigError(f"backend: {backend} cannot run a .gguf file; use --backend llamacpp")
+    if backend == "hf":
+        from subjectlm.backends.hf import HFBackend
+
+        return HFBackend(model, dtype=dtype, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code)
+    if backend == "vllm":
+        from subjectlm.backends.vllm import VLLMBackend
+
+        return VLLMBackend(model, trust_remote_code=trust_remote_code)
+    raise ConfigError(f"backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+
+
+def acquire(lock: threading.Lock, cancel: threading.Event | None, poll: float = 0.05) -> bool:
+    """Wait for the backend's lock, giving up as soon as `cancel` is set (a queued client that left)."""
+    while not lock.acquire(timeout=poll):
+        if cancel is not None and cancel.is_set():
+            return False
+    if cancel is not None and cancel.is_set():
+        lock.release()
+        return False
+    return True
