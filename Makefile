@@ -50,7 +50,10 @@ demo: install
 	@echo "== validation report: runs/demo/report.html"
 	@awk '/^## /{show = ($$0 == "## Summary"); next} show && NF' runs/demo/report.md
 
+# Lint first: ruff (style, bugs) and import-linter (the layers in pyproject.toml); a violation fails the target.
 test: install $(BROWSER_STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -p no:cacheprovider -rs tests
 
 bench: install

@@ -12,6 +12,7 @@ from typing import Sequence
 
 from subjectlm import __version__
 from subjectlm.commands import chat, data, dpo, eval, export, merge, model, pt, recipe, serve, sft
+from subjectlm.errors import UserError
 
 # Order is the order of `subjectlm --help`: a pipeline read top to bottom.
 COMMANDS = {
@@ -44,15 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one subcommand. The one place user errors are caught: every error a user can fix
+    subclasses `UserError` (config, data, model, exam, merge, export, ...) and becomes a single
+    `error: ...` line on stderr and exit status 2; anything else is a bug and keeps its traceback."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
-    if extra and not getattr(args, "pending", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
-    from subjectlm.errors import UserError
-
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

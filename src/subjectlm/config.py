@@ -5,6 +5,8 @@ This module turns such a dataclass into argparse flags and builds an instance fr
 YAML + flags, rejecting unknown keys by name. Flag names are the field names, so
 `--lora_rank 8` and `lora_rank: 8` mean the same thing; fields may carry aliases
 for the names used by the Chinese-LLaMA-Alpaca scripts (`--model_name_or_path`).
+Allowed values are declared once, on the field (`choices=`, `min=`): `build_config` checks them
+and `--help` lists them.
 """
 
 from __future__ import annotations
@@ -14,18 +16,23 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 
+from subjectlm.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A bad config value or key; the message names the key and where it came from."""
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", aliases: tuple[str, ...] = (), **kw: Any) -> Any:
-    """A dataclass field with a help text and optional flag aliases."""
-    metadata = {"help": help, "aliases": tuple(aliases)}
+def option(default: Any = dataclasses.MISSING, help: str = "", aliases: tuple[str, ...] = (),
+           choices: Sequence[Any] | None = None, min: float | None = None, **kw: Any) -> Any:
+    """A dataclass field with a help text, optional flag aliases and the values it allows:
+    `choices` (for a list field: allowed items) and `min` (smallest number; None stays allowed)."""
+    metadata = {"help": help, "aliases": tuple(aliases), "choices": tuple(choices) if choices is not None else None,
+                "min": min}
     if isinstance(default, (list, dict, set)):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata, **kw)
@@ -98,6 +105,19 @@ def coerce(value: Any, tp: Any, key: str, source: str = "config") -> Any:
     return value
 
 
+def check_option(f: dataclasses.Field, value: Any, source: str = "config") -> None:
+    """The value against the field's declared `choices` and `min`; a ConfigError naming the key if not allowed."""
+    choices, least = f.metadata.get("choices"), f.metadata.get("min")
+    if value is None:
+        return
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for item in items:
+        if choices is not None and item not in choices:
+            raise ConfigError(f"{source}: {f.name}: must be one of {', '.join(map(str, choices))}, got {item!r}")
+        if least is not None and isinstance(item, (int, float)) and item < least:
+            raise ConfigError(f"{source}: {f.name}: must be at least {least}, got {item}")
+
+
 def build_config(cls: type, values: Mapping[str, Any], source: str = "config") -> Any:
     """Instantiate `cls` from a mapping; unknown keys and bad types are errors naming the key."""
     hints = _field_types(cls)
@@ -110,6 +130,9 @@ def build_config(cls: type, values: Mapping[str, Any], source: str = "config") -
             + f"; known keys: {', '.join(sorted(names))}"
         )
     kwargs = {k: coerce(v, hints[k], k, source) for k, v in values.items()}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key, value in kwargs.items():
+        check_option(fields[key], value, source)
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
@@ -150,6 +173,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, positional_
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         help_text = f.metadata.get("help", "")
+        choices, least = f.metadata.get("choices"), f.metadata.get("min")
+        if choices is not None:
+            help_text += f" (one of: {', '.join(map(str, choices))})"
+        if least is not None:
+            help_text += f" (at least {least})"
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             help_text += " (required)"
         elif default not in (None, "", []):
@@ -159,6 +187,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, positional_
             kwargs.update(nargs="?", const="true", metavar="BOOL")
         elif typing.get_origin(inner) in (list, tuple):
             kwargs.update(nargs="+", metavar="VALUE")
+        elif choices is not None:
+            kwargs.update(metavar="{" + ",".join(map(str, choices)) + "}")
         else:
             kwargs.update(metavar=f.name.upper())
         parser.add_argument(*flags, **kwargs)

@@ -1,7 +1,15 @@
-"""Atomic outputs: a job that is interrupted leaves either nothing or a complete result.
+"""Files the stages write: atomic outputs, JSON lines, and the policy for an existing output dir.
 
-Everything is written into a temporary sibling (same parent, so the final rename is
-atomic on one filesystem) and renamed into place only when complete.
+Atomic outputs: everything is written into a temporary sibling (same parent, so the final
+rename is atomic on one filesystem) and renamed into place only when complete, so an
+interrupted job leaves either nothing or a complete result.
+
+JSON lines (metrics, predictions, battles, answers): `append_jsonl` writes one whole line and
+fsyncs it, so a killed job keeps every finished row; `read_jsonl` names file:line of a bad row
+and drops, with a warning, a torn last line (what a writer killed mid-write leaves).
+
+Existing output: `prepare_output(path, overwrite, resume)` refuses a non-empty output dir unless
+told to replace or continue it, in one wording for every stage.
 """
 
 from __future__ import annotations
@@ -10,21 +18,120 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from subjectlm.config import ConfigError
+from subjectlm.errors import UserError
 
-class OutputExistsError(FileExistsError):
+
+class OutputExistsError(UserError, FileExistsError):
     pass
 
 
-def check_output_dir(path: str | Path, overwrite: bool, flag: str = "--overwrite") -> Path:
-    """Refuse to clobber an existing non-empty output unless told to."""
+class JsonlError(UserError, ValueError):
+    """A JSON-lines file with a bad row; the message starts with file:line."""
+
+    def __init__(self, path: Path, line: int, message: str):
+        self.path, self.line = path, line
+        super().__init__(f"{path}:{line}: {message}")
+
+
+# ---- output directory policy
+
+
+def prepare_output(path: str | Path, overwrite: bool = False, resume: bool | None = None,
+                   flag: str = "--overwrite") -> bool:
+    """Check an output path against --overwrite/--resume; True when it already holds an output.
+
+    A missing or empty path is always fine. An existing one needs `overwrite` (the caller replaces
+    it) or `resume` (the caller continues it); `resume=None` means the command cannot resume.
+    Nothing is deleted here.
+    """
     path = Path(path)
-    if path.exists() and (path.is_file() or any(path.iterdir())) and not overwrite:
-        raise OutputExistsError(f"{path} already exists; pass {flag} to replace it")
-    return path
+    exists = path.exists() and (path.is_file() or any(path.iterdir()))
+    if overwrite and resume:
+        raise ConfigError(f"{flag} and --resume: give one or the other")
+    if exists and not (overwrite or resume):
+        how = f"pass {flag} to replace it" + (" or --resume to continue it" if resume is not None else "")
+        raise OutputExistsError(f"{path} already exists; {how}")
+    return exists
+
+
+def check_output_dir(path: str | Path, overwrite: bool, flag: str = "--overwrite") -> Path:
+    """Refuse to clobber an existing non-empty output unless told to (`prepare_output` without resume)."""
+    prepare_output(path, overwrite, flag=flag)
+    return Path(path)
+
+
+# ---- JSON lines
+
+
+class Rows(list):
+    """The rows of a JSON-lines file; `torn` counts the cut-short last line dropped (0 or 1)."""
+
+    torn: int = 0
+
+
+def read_jsonl(path: str | Path, *, repair: bool = False, missing_ok: bool = False) -> Rows:
+    """Every row of a JSON-lines file (blank lines skipped).
+
+    A bad row is a JsonlError naming file:line, except the last line when it has no newline: that
+    is what a writer killed mid-line leaves, so it is dropped with a warning and counted in
+    `.torn`. `repair` also cuts it off the file (and ends a complete last line with its newline),
+    so that rows appended next start on a line of their own.
+    """
+    path = Path(path)
+    rows = Rows()
+    if not path.is_file():
+        if missing_ok:
+            return rows
+        raise JsonlError(path, 0, "no such file")
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    offset = 0
+    for n, raw in enumerate(lines, 1):
+        last = n == len(lines)  # the bytes after the final newline (b"" in a well-ended file)
+        if raw.strip():
+            try:
+                rows.append(json.loads(raw))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                if not last:
+                    msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+                    raise JsonlError(path, n, f"not valid JSON: {msg}") from None
+                rows.torn = 1
+                print(f"warning: {path}:{n}: last line is cut short ({len(raw)} bytes, a writer was killed?): "
+                      "dropped" + (" and removed from the file" if repair else ""), file=sys.stderr)
+                if repair:
+                    with open(path, "r+b") as handle:
+                        handle.truncate(offset)
+                break
+            if last and repair:  # a complete row without its newline: end it, so appends start afresh
+                with open(path, "ab") as handle:
+                    handle.write(b"\n")
+        offset += len(raw) + 1
+    return rows
+
+
+def append_jsonl(path: str | Path, row: Any) -> None:
+    """Append one row as one line, flushed and fsynced: a killed job keeps every row written before."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8")
+    with open(path, "ab") as handle:
+        if handle.tell() and _last_byte(path) != b"\n":
+            handle.write(b"\n")  # never glue a row onto an unfinished line (read_jsonl reports that line)
+        handle.write(line)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1)
 
 
 @contextlib.contextmanager

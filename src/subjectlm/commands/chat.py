@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from subjectlm.commands._common import run_with_user_errors
 from subjectlm.config import add_config_arguments, config_from_args
 
 
@@ -22,4 +21,4 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from subjectlm.serve.chat import ChatConfig, run as chat
 
-    return run_with_user_errors(lambda: chat(config_from_args(ChatConfig, args)))
+    return chat(config_from_args(ChatConfig, args))

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from subjectlm.commands._common import print_err, run_with_user_errors
+from subjectlm.commands._common import print_err
 from subjectlm.config import add_config_arguments, config_from_args
-from subjectlm.errors import UserError
 from subjectlm.eval.ppl import PPLConfig
 from subjectlm.eval.runner import ExamConfig
 
@@ -39,36 +38,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     cmp.add_argument("--output_dir", default=None, help="where compare.json/.md/.png go (default: RUN_B/compare)")
     cmp.set_defaults(func=run_compare_command)
 
-    # `eval arena` (issue #8) lives in commands/arena.py; it only adds its parser here.
-    try:
-        from subjectlm.commands.arena import add_arena_parser
-    except ImportError:  # arena not landed in this checkout: the rest of `eval` still works
-        return parser
+    # `eval arena` lives in commands/arena.py; it only adds its parser here.
+    from subjectlm.commands.arena import add_arena_parser
+
     add_arena_parser(actions)
     return parser
-
-
-def _own_errors(fn):
-    """Our user-fixable errors (bad exam files, missing backend library) become one-line errors too."""
-    from subjectlm.eval.backends import BackendUnavailable
-    from subjectlm.eval.compare import CompareError
-    from subjectlm.eval.exams import ExamError
-
-    def call():
-        try:
-            return fn()
-        except (ExamError, CompareError, BackendUnavailable) as exc:
-            raise UserError(str(exc)) from exc
-
-    return run_with_user_errors(call)
 
 
 def run_exam_command(args: argparse.Namespace) -> int:
     from subjectlm.eval.report import render_markdown
     from subjectlm.eval.runner import run_exam
 
-    config = run_with_user_errors(lambda: config_from_args(ExamConfig, args))
-    summary = _own_errors(lambda: run_exam(config, log=print_err))
+    config = config_from_args(ExamConfig, args)
+    summary = run_exam(config, log=print_err)
     print(render_markdown(summary))
     print(f"outputs in {config.output_dir}")
     return 0
@@ -77,8 +59,8 @@ def run_exam_command(args: argparse.Namespace) -> int:
 def run_ppl_command(args: argparse.Namespace) -> int:
     from subjectlm.eval.ppl import run_ppl
 
-    config = run_with_user_errors(lambda: config_from_args(PPLConfig, args))
-    result = _own_errors(lambda: run_ppl(config))
+    config = config_from_args(PPLConfig, args)
+    result = run_ppl(config)
     print(f"overall perplexity {result['overall']['ppl']:.3f} over {result['overall']['tokens']} tokens")
     return 0
 
@@ -86,7 +68,7 @@ def run_ppl_command(args: argparse.Namespace) -> int:
 def run_compare_command(args: argparse.Namespace) -> int:
     from subjectlm.eval.compare import compare_runs, render_markdown
 
-    result = _own_errors(lambda: compare_runs(args.run_a, args.run_b, args.output_dir))
+    result = compare_runs(args.run_a, args.run_b, args.output_dir)
     print(render_markdown(result, args.run_a, args.run_b))
     print(f"outputs in {result['output_dir']}")
     return 0

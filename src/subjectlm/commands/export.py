@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from subjectlm.commands._common import run_with_user_errors
 from subjectlm.config import add_config_arguments, config_from_args
 
 
@@ -30,39 +29,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _errors():
-    from subjectlm.export.gguf import ExportError
-    from subjectlm.export.quantize import QuantizeError
-    from subjectlm.export.vocab import VocabError
-
-    return ExportError, QuantizeError, VocabError
-
-
-def _guarded(fn):
-    from subjectlm.errors import UserError
-
-    try:
-        return run_with_user_errors(fn)
-    except _errors() as exc:
-        raise UserError(str(exc)) from exc
-
-
 def run_gguf(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from subjectlm.export.stage import GGUFConfig, export_all
 
-    def job():
-        config = config_from_args(GGUFConfig, args)
-        paths = export_all(config.model, Path(config.output), config.outtype, config.quantize, config.overwrite,
-                           config.pre_tokenizer, config.trust_remote_code)
-        if config.verify:
-            from subjectlm.export.verify import format_table, verify
+    config = config_from_args(GGUFConfig, args)
+    paths = export_all(config.model, Path(config.output), config.outtype, config.quantize, config.overwrite,
+                       config.pre_tokenizer, config.trust_remote_code)
+    if config.verify:
+        from subjectlm.export.verify import format_table, verify
 
-            print(format_table(verify(config.model, paths)))
-        return 0
-
-    return _guarded(job)
+        print(format_table(verify(config.model, paths)))
+    return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -71,13 +50,10 @@ def run_verify(args: argparse.Namespace) -> int:
     from subjectlm.export.stage import VerifyConfig
     from subjectlm.export.verify import format_table, verify
 
-    def job():
-        config = config_from_args(VerifyConfig, args)
-        text = Path(config.data).read_text(encoding="utf-8") if config.data else None
-        print(format_table(verify(config.model, config.gguf, text, config.max_tokens, config.adapter, config.lora)))
-        return 0
-
-    return _guarded(job)
+    config = config_from_args(VerifyConfig, args)
+    text = Path(config.data).read_text(encoding="utf-8") if config.data else None
+    print(format_table(verify(config.model, config.gguf, text, config.max_tokens, config.adapter, config.lora)))
+    return 0
 
 
 def run_lora(args: argparse.Namespace) -> int:
@@ -85,24 +61,18 @@ def run_lora(args: argparse.Namespace) -> int:
     from subjectlm.export.stage import LoraExportConfig
     from subjectlm.models import resolve_model
 
-    def job():
-        config = config_from_args(LoraExportConfig, args)
-        path = export_lora_gguf(config.adapter, resolve_model(config.model), config.output, config.outtype,
-                                config.overwrite)
-        print(f"wrote {path} (use with the base model's GGUF: llama.cpp --lora {path})")
-        return 0
-
-    return _guarded(job)
+    config = config_from_args(LoraExportConfig, args)
+    path = export_lora_gguf(config.adapter, resolve_model(config.model), config.output, config.outtype,
+                            config.overwrite)
+    print(f"wrote {path} (use with the base model's GGUF: llama.cpp --lora {path})")
+    return 0
 
 
 def run_ollama(args: argparse.Namespace) -> int:
     from subjectlm.export.ollama import write_modelfile
     from subjectlm.export.stage import OllamaConfig
 
-    def job():
-        config = config_from_args(OllamaConfig, args)
-        path, chat_format = write_modelfile(config.gguf, config.output, config.system, config.overwrite)
-        print(f"wrote {path} (chat format: {chat_format or 'not recognised; ollama will guess from the GGUF'})")
-        return 0
-
-    return _guarded(job)
+    config = config_from_args(OllamaConfig, args)
+    path, chat_format = write_modelfile(config.gguf, config.output, config.system, config.overwrite)
+    print(f"wrote {path} (chat format: {chat_format or 'not recognised; ollama will guess from the GGUF'})")
+    return 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from subjectlm.commands._common import run_with_user_errors
-
 EPILOG = """examples:
   subjectlm merge --base default --lora runs/sft/adapter --output_dir runs/merged
   subjectlm merge --base_model M --lora_model pt_lora sft_lora --output_dir D --dtype bf16 --verify
@@ -34,11 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from subjectlm.config import config_from_args
     from subjectlm.merge import MergeConfig, run as merge
 
-    def _go() -> dict:
-        config = config_from_args(MergeConfig, args)
-        return merge(config)
-
-    result = run_with_user_errors(_go)
+    result = merge(config_from_args(MergeConfig, args))
     print(result["summary"])
     print(result["model"])
     return 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from subjectlm.commands._common import run_with_user_errors
-
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("model", help="prepare the embedded default model (SmolLM2-135M-Instruct), show model info")
@@ -25,7 +23,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run_prepare(args: argparse.Namespace) -> int:
     from subjectlm.models import prepare_default_model
 
-    path = run_with_user_errors(lambda: prepare_default_model(force=args.force))
+    path = prepare_default_model(force=args.force)
     print(path)
     return 0
 
@@ -33,7 +31,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 def run_path(args: argparse.Namespace) -> int:
     from subjectlm.models import resolve_model
 
-    print(run_with_user_errors(lambda: resolve_model(args.model, prepare=False)))
+    print(resolve_model(args.model, prepare=False))
     return 0
 
 
@@ -42,7 +40,7 @@ def run_info(args: argparse.Namespace) -> int:
 
     from subjectlm.models import resolve_model
 
-    path = run_with_user_errors(lambda: resolve_model(args.model))
+    path = resolve_model(args.model)
     config = json.loads((path / "config.json").read_text())
     size = sum(p.stat().st_size for p in path.glob("*.safetensors"))
     print(f"path:          {path}")

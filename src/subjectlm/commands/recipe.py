@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from subjectlm.commands._common import run_with_user_errors
-
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("run", help="run the stages of a YAML recipe in order (pt -> sft -> merge -> eval -> export)")
@@ -19,7 +17,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from subjectlm.recipe import run_recipe
 
-    outcomes = run_with_user_errors(lambda: run_recipe(args.recipe, force=args.force, only=args.only))
+    outcomes = run_recipe(args.recipe, force=args.force, only=args.only)
     print("\nsummary")
     width = max((len(o.name) for o in outcomes), default=5)
     for o in outcomes:

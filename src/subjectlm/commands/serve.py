@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from subjectlm.commands._common import run_with_user_errors
 from subjectlm.config import add_config_arguments, config_from_args
 
 
@@ -22,5 +21,5 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from subjectlm.serve.server import ServeConfig, serve
 
-    run_with_user_errors(lambda: serve(config_from_args(ServeConfig, args)))
+    serve(config_from_args(ServeConfig, args))
     return 0

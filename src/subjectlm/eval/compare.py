@@ -16,11 +16,12 @@ from math import comb
 from pathlib import Path
 from typing import Any
 
+from subjectlm.errors import UserError
 from subjectlm.eval.exams import CATEGORIES
 from subjectlm.io import atomic_file, write_json, write_text
 
 
-class CompareError(ValueError):
+class CompareError(UserError, ValueError):
     pass
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from subjectlm.config import ConfigError, option
+from subjectlm.models import DTYPE_CHOICES
 
 
 @dataclasses.dataclass
@@ -26,7 +27,7 @@ class PPLConfig:
     data: list[str] = option([], help="text files: .txt (whole file) or .jsonl/.json (the `text` field of each record)")
     max_length: int = option(1024, help="window length in tokens")
     stride: int = option(512, help="tokens between window starts (= tokens newly scored per window)")
-    dtype: str = option("auto", help="weights dtype: auto, fp32, bf16, fp16")
+    dtype: str = option("auto", help="weights dtype", choices=DTYPE_CHOICES)
     device: str | None = option(None, help="cpu, cuda, ... (default: cuda if available)")
     output: str | None = option(None, help="also write the results to this JSON file")
     trust_remote_code: bool = option(False, help="allow model code from the model directory")

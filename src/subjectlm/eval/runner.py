@@ -19,7 +19,8 @@ from subjectlm.config import ConfigError, option, to_dict
 from subjectlm.eval import prompts as P
 from subjectlm.eval.exams import SubjectExam, read_exam
 from subjectlm.eval.extract import extract_choice
-from subjectlm.io import OutputExistsError, write_json
+from subjectlm.io import prepare_output, read_jsonl, write_json
+from subjectlm.models import DTYPE_CHOICES
 
 PREDICTIONS = "predictions.jsonl"
 CHUNK = 128  # questions scored per call: the prefix is recomputed once per chunk, predictions flushed after it
@@ -45,7 +46,7 @@ class ExamConfig:
     resume: bool = option(False, help="continue an interrupted run in output_dir, skipping answered questions")
     overwrite: bool = option(False, help="replace an existing output_dir")
     backend: str = option("auto", help="auto, hf (transformers), llamacpp (.gguf) or vllm (GPU)")
-    dtype: str = option("auto", help="weights dtype: auto, fp32, bf16, fp16")
+    dtype: str = option("auto", help="weights dtype", choices=DTYPE_CHOICES)
     device: str | None = option(None, help="cpu, cuda, ... (default: cuda if available)")
     max_new_tokens: int = option(256, help="generation length in --cot mode")
     limit: int | None = option(None, help="answer only the first N questions per subject (quick checks)")
@@ -111,30 +112,14 @@ def answer_chunk(backend, exam: SubjectExam, docs: list[P.ExamDoc], config: Exam
 
 def read_predictions(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     """All complete records; with `repair`, a half-written last line (a crash) is cut off the file."""
-    if not path.is_file():
-        return []
-    records, good_bytes = [], 0
-    with open(path, "rb") as handle:
-        for line in handle:
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-            if not line.endswith(b"\n"):
-                records.pop()
-                break
-            good_bytes += len(line)
-    if repair and good_bytes != path.stat().st_size:
-        with open(path, "r+b") as handle:
-            handle.truncate(good_bytes)
-    return records
+    return read_jsonl(path, repair=repair, missing_ok=True)
 
 
 def _prepare_output(out: Path, config: ExamConfig) -> list[dict[str, Any]]:
     """Check the output dir against resume/overwrite; return the predictions to keep."""
     settings = {k: to_dict(config)[k] for k in RESUME_KEYS}
     settings["subjects"] = config.subjects
-    exists = out.exists() and any(out.iterdir())
+    exists = prepare_output(out, config.overwrite, config.resume)
     if exists and config.resume:
         saved = out / "run_config.json"
         if saved.is_file():
@@ -144,8 +129,6 @@ def _prepare_output(out: Path, config: ExamConfig) -> list[dict[str, Any]]:
                 raise ConfigError(f"resume: {out} was run with other settings ({', '.join(changed)}); "
                                   "use a new output_dir or --overwrite")
         return read_predictions(out / PREDICTIONS, repair=True)
-    if exists and not config.overwrite:
-        raise OutputExistsError(f"{out} already exists; pass --resume to continue it or --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
     for name in (PREDICTIONS, "summary.json", "report.md", "categories.png", "submission.json"):
         (out / name).unlink(missing_ok=True)  # nothing of an overwritten run may linger

@@ -16,13 +16,14 @@ import math
 from pathlib import Path
 from typing import Any, Iterator
 
+from subjectlm.errors import UserError
 from subjectlm.export.names import FAMILIES, gguf_tensor_name
 from subjectlm.export.vocab import Vocab, build_vocab
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     pass
 
 

@@ -10,8 +10,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from subjectlm.errors import UserError
 
-class QuantizeError(ValueError):
+
+class QuantizeError(UserError, ValueError):
     pass
 
 

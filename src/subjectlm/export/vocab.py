@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from subjectlm.backends.text import end_of_turn_token  # moved to the backends, which stop generation at it
+from subjectlm.errors import UserError
 from subjectlm.export.names import PRE_TOKENIZERS
 
 # llama.cpp token types (gguf.TokenType values, repeated so this table reads without gguf).
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 
-class VocabError(ValueError):
+class VocabError(UserError, ValueError):
     pass
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from subjectlm.config import ConfigError, option
+from subjectlm.models import DTYPE_CHOICES
 
-DTYPES = ("auto", "fp32", "bf16", "fp16")
+DTYPES = DTYPE_CHOICES  # the one dtype table lives in subjectlm.models
 
 
 @dataclass
@@ -15,7 +16,7 @@ class MergeConfig:
     lora: list[str] = option([], help="LoRA adapter directories, merged one after another in this order",
                              aliases=("--lora_model",))
     output_dir: str = option("", help="directory for the merged model (written atomically)")
-    dtype: str = option("auto", help="dtype of the merged weights: auto (keep the base's) | fp32 | bf16 | fp16")
+    dtype: str = option("auto", help="dtype of the merged weights (auto: keep the base's)", choices=DTYPES)
     verify: bool = option(False, help="after merging, compare logits of the merged model with base+adapters in peft")
     verify_tolerance: float | None = option(
         None, help="largest max-abs logit difference --verify accepts (default: 1e-3 fp32, 5e-2 fp16, 0.25 bf16)")

@@ -18,7 +18,8 @@ from subjectlm.merge.apply import write_weights
 from subjectlm.merge.config import MergeConfig
 from subjectlm.merge.errors import MergeError
 from subjectlm.merge.plan import MergePlan, build_plan, find_pickles, read_base
-from subjectlm.merge.tensors import DTYPE_NAMES
+from subjectlm.merge.tensors import TORCH_NAMES
+from subjectlm.models import dtype_name
 
 # Files that make up a tokenizer (taken from the last adapter that has them, else from the base).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
@@ -70,7 +71,8 @@ def plan_merge(config: MergeConfig, scratch: Path) -> tuple[MergePlan, list[Adap
         convert_base(pickles, weights_dir)
     base = read_base(base_dir, weights_dir)
     adapters = _load_adapters(adapter_dirs, config.allow_pickle, scratch)
-    dtype = None if config.dtype == "auto" else DTYPE_NAMES[config.dtype]
+    safetensors_code = {torch_name: code for code, torch_name in TORCH_NAMES.items()}
+    dtype = None if config.dtype == "auto" else safetensors_code[dtype_name(config.dtype)]
     return build_plan(base, adapters, dtype), adapters
 
 

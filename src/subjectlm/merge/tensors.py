@@ -20,6 +20,8 @@ from typing import BinaryIO, Iterable
 
 import numpy as np
 
+from subjectlm.errors import UserError
+
 # safetensors dtype code -> bytes per element
 ITEMSIZE = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
@@ -27,13 +29,12 @@ ITEMSIZE = {
 }
 # The float formats we can decode to float32 and encode back (merge targets, --dtype).
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
-DTYPE_NAMES = {"fp32": "F32", "bf16": "BF16", "fp16": "F16"}
 # config.json spelling of each code (transformers writes torch dtype names)
 TORCH_NAMES = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
 _COPY_CHUNK = 16 << 20  # bytes per read when copying a tensor unchanged
 
 
-class SafetensorsFormatError(ValueError):
+class SafetensorsFormatError(UserError, ValueError):
     pass
 
 

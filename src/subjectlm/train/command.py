@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
-from subjectlm.commands._common import run_with_user_errors
 from subjectlm.config import add_config_arguments, config_from_args
 
 DISTRIBUTED = ("Distributed: the same command runs under `torchrun --nproc_per_node N -m subjectlm ...` or "
@@ -20,11 +19,7 @@ def add_train_parser(subparsers: Any, name: str, help: str, config_cls: type, fu
 
 
 def run_stage(args: argparse.Namespace, config_cls: type, load_run: Callable[[], Callable]) -> int:
-    def go() -> dict:
-        config = config_from_args(config_cls, args)
-        return load_run()(config)
-
-    result = run_with_user_errors(go)
+    result = load_run()(config_from_args(config_cls, args))
     print(result.get("summary", ""))
     where = result.get("adapter") or result.get("model")
     if where:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from subjectlm.config import ConfigError, option
+from subjectlm.models import DTYPE_CHOICES
 from subjectlm.train.templates import TEMPLATES
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = DTYPE_CHOICES  # the one dtype table lives in subjectlm.models
 CHECKPOINT_MODES = ("full", "selective")  # see train/checkpointing.py
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
@@ -57,7 +58,7 @@ class TrainConfig:
     # --- precision and memory
     bf16: bool = option(False, help="bfloat16 mixed precision")
     fp16: bool = option(False, help="float16 mixed precision (GPU)")
-    torch_dtype: str = option("float32", help="dtype the base weights are loaded in: " + ", ".join(DTYPES))
+    torch_dtype: str = option("float32", help="dtype the base weights are loaded in", choices=DTYPES)
     gradient_checkpointing: bool = option(False, help="recompute activations in backward: less memory, slower")
     gradient_checkpointing_mode: str = option(
         "selective", help="with --gradient_checkpointing: 'full' keeps only layer inputs (least memory, ~1.5x "

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from subjectlm.config import ConfigError, to_dict
-from subjectlm.io import OutputExistsError, write_json
+from subjectlm.io import append_jsonl, prepare_output, read_jsonl, write_json
+from subjectlm.models import torch_dtype
 from subjectlm.train.checkpointing import checkpoint_kwargs
 from subjectlm.train.config import TrainConfig
 from subjectlm.train.loss import chunked_cross_entropy, frozen_linear_head, hidden_instead_of_logits
@@ -47,10 +48,7 @@ def is_main_process() -> bool:
 def prepare_output_dir(config: TrainConfig) -> str | None:
     """Refuse an existing output unless overwriting or resuming; return the checkpoint to resume from."""
     out = Path(config.output_dir)
-    exists = out.exists() and any(out.iterdir())
-    if exists and not (config.overwrite_output_dir or config.resume):
-        raise OutputExistsError(f"{out} already exists; pass --overwrite_output_dir to replace it "
-                                "or --resume to continue its last checkpoint")
+    exists = prepare_output(out, config.overwrite_output_dir, config.resume, flag="--overwrite_output_dir")
     if exists and config.overwrite_output_dir and is_main_process():
         shutil.rmtree(out)
     checkpoint = last_checkpoint(out) if config.resume else None
@@ -74,15 +72,11 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Lines logged after the checkpoint we resume from are logged again by the resumed run."""
     if not path.exists():
         return
-    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-    path.write_text("".join(ln + "\n" for ln in lines))
+    rows = [row for row in read_jsonl(path) if row["step"] <= step]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 # ---- model
-
-
-def _dtype(name: str) -> Any:
-    return {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
 def load_tokenizer_for(config: TrainConfig) -> Any:
@@ -117,7 +111,7 @@ def load_model_for_training(config: TrainConfig, tokenizer: Any, packed: bool) -
     path = resolve_model(config.model)
     attn = register_varlen() if packed else "sdpa"
     model = AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=_dtype(config.torch_dtype), use_safetensors=True,
+        str(path), dtype=torch_dtype(config.torch_dtype), use_safetensors=True,
         trust_remote_code=config.trust_remote_code, attn_implementation=attn, **kwargs)
     model.config.use_cache = False  # a cache during training would also disable packed-sequence masks
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
@@ -203,8 +197,7 @@ class MetricsCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+            append_jsonl(self.path, {"step": state.global_step, **logs})
 
 
 class ProgressBar(TrainerCallback):
@@ -306,7 +299,7 @@ def plot_loss(metrics_path: Path, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(ln) for ln in metrics_path.read_text().splitlines() if ln.strip()] if metrics_path.exists() else []
+    rows = read_jsonl(metrics_path, missing_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, label in (("loss", "train"), ("eval_loss", "eval")):
         points = [(r["step"], r[key]) for r in rows if key in r]
@@ -348,7 +341,7 @@ def train_and_save(trainer: Trainer, config: TrainConfig, checkpoint: str | None
 
 
 def _read_metrics(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
+    return read_jsonl(path, missing_ok=True)
 
 
 def final_loss(config: TrainConfig) -> float | None:

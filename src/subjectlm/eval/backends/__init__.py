@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol, Sequence
 
+from subjectlm.errors import UserError
+
 
 class Backend(Protocol):
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
@@ -26,7 +28,7 @@ class Backend(Protocol):
         """Greedy completions (chain-of-thought mode)."""
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(UserError, RuntimeError):
     pass
 
 
