@@ -6,10 +6,9 @@ import json
 
 import pytest
 
+from conftest import SEED_DIR
 from subjectlm.data import DataError, load_dpo, load_pt, load_sft
 from subjectlm.data.check import check
-
-from conftest import SEED_DIR
 
 
 def write(tmp_path, name, content, mode="w"):
@@ -73,7 +72,7 @@ def test_preference_strings_and_message_lists(tmp_path):
         {"prompt": [{"role": "user", "content": "q"}], "chosen": [{"role": "assistant", "content": "good"}],
          "rejected": [{"role": "assistant", "content": "bad"}], "system": "sys"},
     ]
-    path = write(tmp_path, "p.jsonl", "\n".join(json.dumps(l) for l in lines))
+    path = write(tmp_path, "p.jsonl", "\n".join(json.dumps(record) for record in lines))
     pairs = load_dpo([path]).items
     assert pairs[0].prompt == [{"role": "user", "content": "Which is harder?"}]
     assert (pairs[1].prompt[0], pairs[1].chosen, pairs[1].rejected) == ({"role": "system", "content": "sys"}, "good", "bad")

@@ -10,11 +10,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("recipe", help="recipe YAML file (see examples/demo.yaml)")
     parser.add_argument("--force", action="store_true", help="re-run stages that already finished")
     parser.add_argument("--only", nargs="+", metavar="STAGE", help="run only these stage names")
+    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
+                        help="check the recipe (YAML, stage keys, paths, every stage's data) and print the plan: "
+                             "what each stage reads and writes and whether it would run; exit 0 ok, 1 findings")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        from subjectlm.recipe_check import check_recipe
+
+        report = check_recipe(args.recipe, force=args.force, only=args.only)
+        print(report.format())
+        return 0 if report.ok else 1
     from subjectlm.recipe import run_recipe
 
     outcomes = run_recipe(args.recipe, force=args.force, only=args.only)

@@ -17,8 +17,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from subjectlm.data.errors import DataError, Problem
-from subjectlm.data.formats import (Conversation, PreferencePair, RecordError, detect_format, to_conversation,
-                                    to_document, to_preference)
+from subjectlm.data.formats import (
+    Conversation,
+    PreferencePair,
+    RecordError,
+    detect_format,
+    to_conversation,
+    to_document,
+    to_preference,
+)
 from subjectlm.data.readers import RawRecord, expand_paths, files_fingerprint, read_files
 
 __all__ = [

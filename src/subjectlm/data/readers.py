@@ -227,7 +227,7 @@ def _text_documents(text: str, file: str, mode: str) -> Iterator[RawRecord | Pro
     lines = text.split("\n")
     if mode == "auto":
         # A blank line between non-blank lines means the author wrote paragraphs.
-        mode = "paragraph" if _has_inner_blank([l.strip() for l in lines]) else "line"
+        mode = "paragraph" if _has_inner_blank([line.strip() for line in lines]) else "line"
     if mode == "line":
         for number, line in enumerate(lines, start=1):
             if line.strip():

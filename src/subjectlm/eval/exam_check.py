@@ -15,8 +15,18 @@ from typing import Any, Callable
 
 from subjectlm.data.check import finding_lines, verdict
 from subjectlm.data.errors import Problem
-from subjectlm.eval.exams import (CATEGORIES, CMMLU_SUBJECTS, MMLU_CATEGORIES, SPLITS, ExamError, csv_path,
-                                  detect_format, list_subjects, scan_docs, subject_info)
+from subjectlm.eval.exams import (
+    CATEGORIES,
+    CMMLU_SUBJECTS,
+    MMLU_CATEGORIES,
+    SPLITS,
+    ExamError,
+    csv_path,
+    detect_format,
+    list_subjects,
+    scan_docs,
+    subject_info,
+)
 
 
 @dataclass

@@ -30,7 +30,6 @@ from typing import Iterator
 
 from subjectlm.data.errors import Problem
 from subjectlm.data.readers import guess_encoding
-
 from subjectlm.errors import UserError
 from subjectlm.eval.prompts import LETTERS, ExamDoc
 
