@@ -44,8 +44,9 @@ class GenerateConfig:
 @dataclasses.dataclass
 class JudgeConfig:
     output_dir: str = option(help="arena folder made by `subjectlm eval arena generate`")
-    judge: str = option("human", help="`human` (a web page on 127.0.0.1) or `model:PATH_OR_URL` (a local model dir, "
-                                      "`default`, or an OpenAI-compatible endpoint such as http://127.0.0.1:8000/v1)")
+    judge: str = option("human", help="`human` (a web page on 127.0.0.1), `model:PATH_OR_URL` (a local model dir, "
+                                      "`default`, or an OpenAI-compatible endpoint such as http://127.0.0.1:8000/v1), "
+                                      "or `reference` (the answer closer to the prompt's reference wins; no model)")
     models: list[str] = option([], help="judge only pairs among these model names (default: all models)")
     seed: int = option(0, help="seed of the order of pairs and of the sides shown to a person")
     port: int = option(8765, help="port of the judging page on 127.0.0.1 (0 = any free port)")
@@ -56,13 +57,14 @@ class JudgeConfig:
     max_new_tokens: int = option(96, help="longest judge reply in generate mode or from an endpoint")
     request_timeout: float = option(120.0, help="seconds to wait for one endpoint reply")
     limit: int = option(0, help="judge model: at most this many new battles this run (0 = all)")
+    margin: float = option(0.05, help="reference judge: key-fact recall or token-F1 differences up to this are a tie")
     dtype: str = option("auto", help="local judge: weights dtype", choices=DTYPE_CHOICES)
     device: Optional[str] = option(None, help="local judge device (default: cuda when available)")
     trust_remote_code: bool = option(False, help="run a local judge model's own Python code")
 
     def __post_init__(self):
-        if self.judge != "human" and not self.judge.startswith("model:"):
-            raise ConfigError(f"judge: {self.judge!r} is neither `human` nor `model:PATH_OR_URL`")
+        if self.judge not in ("human", "reference") and not self.judge.startswith("model:"):
+            raise ConfigError(f"judge: {self.judge!r} is not `human`, `reference` or `model:PATH_OR_URL`")
         if self.judge.startswith("model:") and not self.judge[len("model:"):].strip():
             raise ConfigError("judge: `model:` needs a model directory, `default` or an endpoint URL after it")
         if self.judge_mode not in JUDGE_MODES:
@@ -71,6 +73,8 @@ class JudgeConfig:
             raise ConfigError("port: must be in 0..65535")
         if self.limit < 0:
             raise ConfigError("limit: must be >= 0")
+        if not 0 <= self.margin < 1:
+            raise ConfigError("margin: must be in [0, 1)")
 
 
 @dataclasses.dataclass

@@ -39,7 +39,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def load_prompts(path: str | Path) -> list[dict[str, Any]]:
-    """Prompts from JSON lines: `prompt` required; `id`, `category`, `reference` optional."""
+    """Prompts from JSON lines: `prompt` required; `id`, `category`, `reference`, `key_facts` optional."""
     path = Path(path)
     if not path.is_file():
         raise DataError([Problem(str(path), None, "file", "prompts file does not exist")])
@@ -61,10 +61,16 @@ def load_prompts(path: str | Path) -> list[dict[str, Any]]:
         if pid in seen:
             problems.append(Problem(str(path), n, "id", f"{pid!r} is also used on line {seen[pid]}"))
             continue
+        facts = row.get("key_facts")
+        if facts is not None and (not isinstance(facts, list) or not all(isinstance(f, str) and f.strip() for f in facts)):
+            problems.append(Problem(str(path), n, "key_facts", "must be a list of non-empty strings"))
+            continue
         seen[pid] = n
         reference = row.get("reference")
         prompts.append({"id": pid, "prompt": row["prompt"], "category": str(row.get("category") or "all"),
                         "reference": reference if isinstance(reference, str) and reference.strip() else None})
+        if facts:  # optional: what the reference judge checks first (arena/judge_reference.py)
+            prompts[-1]["key_facts"] = [f.strip() for f in facts]
     if problems:
         raise DataError(problems)
     if not prompts:

@@ -3,6 +3,7 @@
     subjectlm eval arena generate --models base=default tuned=runs/demo/sft --prompts p.jsonl O
     subjectlm eval arena judge --judge human O            # a web page on 127.0.0.1
     subjectlm eval arena judge --judge model:default O    # or model:http://127.0.0.1:8000/v1
+    subjectlm eval arena judge --judge reference O        # against each prompt's reference, no model
     subjectlm eval arena results O
 
 `add_arena_parser(eval_subparsers)` adds the `arena` command under `subjectlm eval`.
@@ -50,6 +51,14 @@ def _judge(args: argparse.Namespace) -> int:
             out = serve(config)
             print(f"{out['judged']} of {out['total']} pairs judged; battles in {config.output_dir}/battles.jsonl")
             return
+        if config.judge == "reference":
+            from subjectlm.arena.judge_reference import run_reference_judge
+
+            out = run_reference_judge(config)
+            note = (f"; {out['skipped_prompts']} prompt(s) without a reference skipped ({out['skipped_pairs']} pairs)"
+                    if out["skipped_prompts"] else "")
+            print(f"{out['judged']} battles judged by reference{note}")
+            return
         from subjectlm.arena.judge_model import run_model_judge
 
         try:
@@ -83,7 +92,8 @@ def _results(args: argparse.Namespace) -> int:
 
 ACTIONS = {
     "generate": (GenerateConfig, _generate, "every model answers every prompt (cached per model and prompt)"),
-    "judge": (JudgeConfig, _judge, "judge pairs of answers: --judge human (web page) or --judge model:PATH_OR_URL"),
+    "judge": (JudgeConfig, _judge, "judge pairs of answers: --judge human (web page), --judge model:PATH_OR_URL "
+                                   "or --judge reference (closer to the prompt's reference wins)"),
     "results": (ResultsConfig, _results, "win rates, Elo and Bradley-Terry ratings with bootstrap intervals"),
 }
 

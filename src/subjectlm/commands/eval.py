@@ -10,6 +10,7 @@ import argparse
 from subjectlm.commands._common import print_err
 from subjectlm.config import add_config_arguments, config_from_args
 from subjectlm.eval.ppl import PPLConfig
+from subjectlm.eval.qa_runner import QAConfig
 from subjectlm.eval.runner import ExamConfig
 
 
@@ -29,6 +30,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     ppl = actions.add_parser("ppl", help="held-out perplexity per text file (sliding window)")
     add_config_arguments(ppl, PPLConfig)
     ppl.set_defaults(func=run_ppl_command)
+
+    qa = actions.add_parser(
+        "qa", help="closed-book QA: answers scored against references (EM, F1, key facts, reference log-likelihood)",
+        description="Answer questions greedily and score each answer against its reference: exact and contains "
+                    "match, token-F1, key-fact recall, and the reference's teacher-forced log-likelihood. With "
+                    "--base_model, both models answer and are compared (paired bootstrap CI, sign test).")
+    add_config_arguments(qa, QAConfig)
+    qa.set_defaults(func=run_qa_command)
 
     cmp = actions.add_parser("compare", help="per-subject/category accuracy deltas of two exam runs, with McNemar test",
                              description="Compare two `eval exam` output dirs question by question "
@@ -71,4 +80,20 @@ def run_compare_command(args: argparse.Namespace) -> int:
     result = compare_runs(args.run_a, args.run_b, args.output_dir)
     print(render_markdown(result, args.run_a, args.run_b))
     print(f"outputs in {result['output_dir']}")
+    return 0
+
+
+def run_qa_command(args: argparse.Namespace) -> int:
+    from subjectlm.eval.qa_compare import render_markdown as compare_markdown
+    from subjectlm.eval.qa_runner import SCORES, run_qa
+
+    config = config_from_args(QAConfig, args)
+    result = run_qa(config, log=print_err)
+    if config.base_model is None:
+        scores = result["scores"]
+        print(f"{result['n']} questions: " + ", ".join(
+            f"{s} {scores[s]:.3f}" for s in SCORES if scores[s] is not None))
+    else:
+        print(compare_markdown(result["compare"]), end="")
+    print(f"outputs in {config.output_dir}")
     return 0

@@ -1,0 +1,74 @@
+"""Before/after comparison of two `eval qa` runs, question by question.
+
+Predictions are paired by question id; a score counts only on the questions where both runs
+have it (key-fact recall only where there are key facts). For each score: both means, the mean
+difference B − A with its paired bootstrap interval, and the exact sign test (scoring/stats.py).
+Writes compare.json and compare.md into the output folder (atomically).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from subjectlm.errors import UserError
+from subjectlm.eval.qa_runner import PREDICTIONS, SCORES, read_predictions
+from subjectlm.io import write_json, write_text
+from subjectlm.scoring.stats import paired_comparison
+
+
+class QACompareError(UserError, ValueError):
+    pass
+
+
+def load_qa_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        raise QACompareError(f"{run_dir}: no summary.json: not a finished `subjectlm eval qa` output")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    return summary, {str(r["id"]): r for r in read_predictions(run_dir / PREDICTIONS)}
+
+
+def compare_records(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]], n_bootstrap: int = 2000,
+                    ci: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Per score: paired_comparison over the questions both runs scored."""
+    common = sorted(set(a) & set(b))
+    if not common:
+        raise QACompareError("the two runs have no question in common (different QA files?)")
+    scores = {}
+    for score in SCORES:
+        ids = [i for i in common if a[i].get(score) is not None and b[i].get(score) is not None]
+        if ids:
+            scores[score] = paired_comparison([a[i][score] for i in ids], [b[i][score] for i in ids],
+                                              n_bootstrap, ci, seed)
+    return {"n_common": len(common), "ci": ci, "n_bootstrap": n_bootstrap, "seed": seed, "scores": scores}
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    pct = f"{result['ci']:.0%}"
+    lines = [f"# Closed-book QA: {result['run_b']} vs {result['run_a']}", "",
+             f"{result['n_common']} questions answered by both. Δ = B − A (B: {result['run_b']}); "
+             f"{pct} paired bootstrap interval ({result['n_bootstrap']} rounds); exact two-sided sign test.", "",
+             f"| score | n | A | B | Δ | {pct} CI | up / down / same | sign test p |",
+             "|---|---:|---:|---:|---:|---|---|---:|"]
+    for score, s in result["scores"].items():
+        lines.append(f"| {score} | {s['n']} | {s['mean_before']:.3f} | {s['mean_after']:.3f} | {s['mean_diff']:+.3f} | "
+                     f"[{s['ci'][0]:+.3f}, {s['ci'][1]:+.3f}] | {s['up']} / {s['down']} / {s['ties']} | "
+                     f"{s['p_value']:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+def compare_qa_runs(run_a: str | Path, run_b: str | Path, output_dir: str | Path | None = None,
+                    n_bootstrap: int = 2000, seed: int = 0, ci: float = 0.95) -> dict[str, Any]:
+    """Compare run B (e.g. the tuned model) with run A (e.g. the base); write compare.json/.md."""
+    summary_a, records_a = load_qa_run(run_a)
+    summary_b, records_b = load_qa_run(run_b)
+    result = {"run_a": summary_a.get("model"), "run_b": summary_b.get("model"),
+              **compare_records(records_a, records_b, n_bootstrap, ci, seed)}
+    out = Path(output_dir) if output_dir is not None else Path(run_b) / "compare"
+    write_json(out / "compare.json", result)
+    write_text(out / "compare.md", render_markdown(result))
+    result["output_dir"] = str(out)
+    return result

@@ -1,0 +1,287 @@
+"""`subjectlm eval qa`: a model answers closed-book questions; each answer is scored against its reference.
+
+    subjectlm eval qa --model runs/merged --data examples/data/qa.jsonl --output_dir runs/qa
+    subjectlm eval qa --model runs/merged --base_model default --data qa.jsonl --output_dir runs/qa
+
+The model answers greedily: the question as the user turn of its chat template when the tokenizer
+has one (`--chat auto`), else `Question: …\\nAnswer:`. Text scores are those of eval/qa.py. The
+reference's log-likelihood is teacher-forced: the prompt followed by the reference, one forward
+pass, the mean log-probability of the reference's tokens (no generation; the most sensitive score,
+since it moves before an answer's wording does). The reference's tokens are those of the whole
+text after the prompt's own tokens; when BPE merges a token across the boundary, scoring starts
+at the first token that differs from the prompt's.
+
+Outputs in output_dir: predictions.jsonl (appended batch by batch and fsynced, so `--resume`
+continues a crashed run; a torn last line is cut off), summary.json and report.md (written
+atomically at the end). With `--base_model`, output_dir/model and output_dir/base hold the two
+runs and output_dir/compare.json, compare.md the paired comparison (bootstrap CI, sign test).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from subjectlm.config import ConfigError, option, to_dict
+from subjectlm.eval import qa as Q
+from subjectlm.io import append_jsonl, prepare_output, read_jsonl, write_json, write_text
+from subjectlm.models import DTYPE_CHOICES
+from subjectlm.scoring.text import answer_scores
+
+PREDICTIONS = "predictions.jsonl"
+SCORES = ("exact", "contains", "f1", "key_fact_recall", "ref_logprob")
+CHAT_MODES = ("auto", "on", "off")
+# Settings that must match for --resume to continue an earlier run.
+RESUME_KEYS = ("model", "data", "format", "split", "subjects", "limit", "chat", "max_new_tokens")
+
+
+@dataclasses.dataclass(kw_only=True)
+class QAConfig:
+    model: str = option("default", help="model directory or `default`", aliases=("--model_name_or_path",))
+    data: str = option(help="QA JSON lines ({id, question, reference, key_facts?}) or an exam directory "
+                            "(its questions alone, the correct option's text as reference)")
+    base_model: str | None = option(None, help="also answer with this model and compare the two "
+                                               "(output_dir/model, output_dir/base, output_dir/compare.md)")
+    format: str = option("auto", help="exam layout when data is an exam directory",
+                         choices=("auto", "ceval", "cmmlu", "mmlu"))
+    split: str = option("val", help="exam split when data is an exam directory", choices=("dev", "val", "test"))
+    subjects: list[str] = option([], help="exam subjects when data is an exam directory (default: all)")
+    limit: int | None = option(None, help="answer only the first N questions", min=1)
+    chat: str = option("auto", help="auto (the chat template when the tokenizer has one), on, or off "
+                                    "(plain `Question: ...\\nAnswer:`)", choices=CHAT_MODES)
+    max_new_tokens: int = option(128, help="longest answer, in tokens", min=1)
+    batch_size: int = option(8, help="questions per forward pass / generate call", min=1)
+    n_bootstrap: int = option(2000, help="bootstrap rounds of the comparison's confidence intervals", min=1)
+    seed: int = option(0, help="bootstrap seed")
+    dtype: str = option("auto", help="weights dtype", choices=DTYPE_CHOICES)
+    device: str | None = option(None, help="cpu, cuda, ... (default: cuda if available)")
+    output_dir: str = option("runs/qa", help="where predictions, summary and report go")
+    resume: bool = option(False, help="continue an interrupted run in output_dir, skipping answered questions")
+    overwrite: bool = option(False, help="replace an existing output_dir")
+    trust_remote_code: bool = option(False, help="allow model code from the model directory")
+
+
+
+def load_items(config: QAConfig, log: Callable[[str], None] = print) -> list[Q.QAItem]:
+    """The questions: a QA file, or an exam directory's answered questions (skips counted)."""
+    if Path(config.data).is_dir():
+        items, skipped = Q.items_from_exam(config.data, config.format, config.split, config.subjects)
+        if skipped:
+            log(f"note: {skipped} exam question(s) without an answer (or with an empty answer option) skipped")
+        if not items:
+            raise ConfigError(f"data: {config.data} ({config.split} split) has no answered questions")
+    else:
+        items = Q.read_qa_file(config.data)
+    return items[: config.limit] if config.limit else items
+
+
+def uses_chat(tokenizer, chat: str) -> bool:
+    """Whether prompts go through the chat template: `auto` when the tokenizer has one."""
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    if chat == "on" and not has_template:
+        raise ConfigError("chat: on, but the tokenizer has no chat template")
+    return has_template if chat == "auto" else chat == "on"
+
+
+class QAModel:
+    """One model with its tokenizer: the prompts it is asked, its answers, the reference's log-likelihood."""
+
+    def __init__(self, model, tokenizer, chat: str = "auto", device: str | None = None):
+        self.model, self.tokenizer = model, tokenizer
+        self.device = device or str(next(model.parameters()).device)
+        self.chat = uses_chat(tokenizer, chat)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    @classmethod
+    def load(cls, path: str, config: QAConfig) -> "QAModel":
+        import torch
+
+        from subjectlm.models import load_model, load_tokenizer
+
+        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        tokenizer = load_tokenizer(path, trust_remote_code=config.trust_remote_code)
+        model = load_model(path, dtype=config.dtype, device=device, trust_remote_code=config.trust_remote_code)
+        return cls(model, tokenizer, config.chat, device)
+
+    def prompt(self, question: str) -> str:
+        if self.chat:
+            return self.tokenizer.apply_chat_template(Q.qa_messages(question), tokenize=False, add_generation_prompt=True)
+        return Q.plain_prompt(question)
+
+    def continuation(self, reference: str) -> str:
+        return reference.strip() if self.chat else Q.plain_continuation(reference)
+
+    def _encode(self, text: str) -> list[int]:
+        # A chat template writes its own BOS; a plain prompt gets the tokenizer's special tokens.
+        return list(self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"])
+
+    def reference_ids(self, item: Q.QAItem) -> tuple[list[int], int]:
+        """Token ids of prompt + reference, and where the reference's tokens start."""
+        prompt = self.prompt(item.question)
+        context = self._encode(prompt)
+        whole = self._encode(prompt + self.continuation(item.reference))
+        start = 0
+        while start < min(len(context), len(whole)) and context[start] == whole[start]:
+            start += 1
+        return whole, max(start, 1)
+
+    def reference_logprobs(self, items: Sequence[Q.QAItem]) -> list[tuple[float, int]]:
+        """(sum of log-probs, token count) of each item's reference after its prompt; right-padded batch."""
+        import torch
+
+        encoded = [self.reference_ids(item) for item in items]
+        width = max(len(ids) for ids, _ in encoded)
+        input_ids = torch.tensor([ids + [self.pad_id] * (width - len(ids)) for ids, _ in encoded], device=self.device)
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded], device=self.device)
+        with torch.inference_mode():
+            logits = self.model(input_ids=input_ids, attention_mask=mask).logits
+        out = []
+        for row, (ids, start) in enumerate(encoded):
+            logprobs = torch.log_softmax(logits[row, start - 1:len(ids) - 1].float(), dim=-1)
+            targets = torch.tensor(ids[start:], device=self.device)
+            out.append((float(logprobs.gather(1, targets[:, None]).sum()), len(ids) - start))
+        return out
+
+    def answers(self, items: Sequence[Q.QAItem], max_new_tokens: int) -> list[dict[str, Any]]:
+        """Greedy answers of a left-padded batch: {"answer", "answer_tokens", "finished"} per item."""
+        import torch
+
+        prompts = [self._encode(self.prompt(item.question)) for item in items]
+        width = max(len(p) for p in prompts)
+        input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], device=self.device)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        eos = self.tokenizer.eos_token_id
+        with torch.inference_mode():
+            out = self.model.generate(input_ids=input_ids, attention_mask=mask, do_sample=False,
+                                      max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=self.pad_id)
+        results = []
+        for ids in out[:, width:].tolist():
+            finished = eos in ids
+            if finished:
+                ids = ids[: ids.index(eos)]
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            results.append({"answer": Q.clean_answer(text, plain=not self.chat), "answer_tokens": len(ids),
+                            "finished": finished})
+        return results
+
+
+def score_batch(qa_model: QAModel, items: Sequence[Q.QAItem], max_new_tokens: int) -> list[dict[str, Any]]:
+    """One prediction record per item: the answer, its text scores and the reference's log-likelihood."""
+    records = []
+    for item, gen, (total, n) in zip(items, qa_model.answers(items, max_new_tokens), qa_model.reference_logprobs(items)):
+        records.append({"id": item.id, "question": item.question, "reference": item.reference,
+                        "key_facts": list(item.key_facts), **gen,
+                        **answer_scores(gen["answer"], item.reference, item.key_facts),
+                        "ref_logprob": total / n, "ref_logprob_sum": total, "ref_tokens": n})
+    return records
+
+
+def read_predictions(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """Every complete record; with `repair`, a torn last line (a crash mid-write) is cut off the file."""
+    return read_jsonl(path, repair=repair, missing_ok=True)
+
+
+def _settings(config: QAConfig, model: str) -> dict[str, Any]:
+    return {**{k: to_dict(config)[k] for k in RESUME_KEYS}, "model": model}
+
+
+def _prepare_output(out: Path, settings: dict[str, Any], config: QAConfig) -> list[dict[str, Any]]:
+    """Check out against resume/overwrite; return the predictions to keep."""
+    exists = prepare_output(out, config.overwrite, config.resume)
+    if exists and config.resume:
+        saved = out / "run_config.json"
+        if saved.is_file():
+            before = json.loads(saved.read_text(encoding="utf-8"))
+            changed = [k for k in settings if before.get(k) != settings[k]]
+            if changed:
+                raise ConfigError(f"resume: {out} was run with other settings ({', '.join(changed)}); "
+                                  "use a new output_dir or --overwrite")
+        return read_predictions(out / PREDICTIONS, repair=True)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (PREDICTIONS, "summary.json", "report.md"):
+        (out / name).unlink(missing_ok=True)  # nothing of an overwritten run may linger
+    write_json(out / "run_config.json", settings)
+    return []
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summarize(records: Sequence[dict[str, Any]], meta: dict[str, Any]) -> dict[str, Any]:
+    scores = {s: _mean([r[s] for r in records if r.get(s) is not None]) for s in SCORES}
+    return {**meta, "n": len(records), "n_with_key_facts": sum(1 for r in records if r.get("key_facts")),
+            "unfinished": sum(1 for r in records if not r.get("finished", True)), "scores": scores}
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _cell(text: str, width: int = 80) -> str:
+    text = " ".join(text.split()).replace("|", "\\|")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render_markdown(summary: dict[str, Any], records: Sequence[dict[str, Any]] = (), rows: int = 20) -> str:
+    lines = [f"# Closed-book QA: {summary['model']}", "",
+             f"{summary['n']} questions from `{summary['data']}` ({'chat template' if summary['chat'] else 'plain prompt'}; "
+             f"{summary['n_with_key_facts']} with key facts; {summary['unfinished']} answers cut at max_new_tokens).", "",
+             "| score | mean |", "|---|---:|"]
+    lines += [f"| {s} | {_fmt(summary['scores'][s])} |" for s in SCORES]
+    if records:
+        lines += ["", f"## First {min(rows, len(records))} answers", "",
+                  "| id | answer | reference | f1 | key facts | ref log-lik |", "|---|---|---|---:|---:|---:|"]
+        lines += [f"| {r['id']} | {_cell(r['answer'])} | {_cell(r['reference'])} | {r['f1']:.2f} | "
+                  f"{_fmt(r['key_fact_recall'], 2)} | {r['ref_logprob']:.3f} |" for r in records[:rows]]
+    return "\n".join(lines) + "\n"
+
+
+def run_one(config: QAConfig, model: str, out: Path, items: Sequence[Q.QAItem],
+            log: Callable[[str], None] = print, qa_model: QAModel | None = None) -> dict[str, Any]:
+    """Answer and score `items` with one model into `out`; return its summary."""
+    from tqdm.auto import tqdm
+
+    records = _prepare_output(out, _settings(config, model), config)
+    done = {r["id"] for r in records}
+    todo = [item for item in items if item.id not in done]
+    if done:
+        log(f"resuming {out}: {len(done)} answers kept, {len(todo)} to go")
+    if todo and qa_model is None:
+        qa_model = QAModel.load(model, config)
+    with tqdm(total=len(todo), desc=f"qa {Path(model).name}", unit="q", disable=not todo) as bar:
+        for start in range(0, len(todo), config.batch_size):
+            new = score_batch(qa_model, todo[start:start + config.batch_size], config.max_new_tokens)
+            for record in new:
+                append_jsonl(out / PREDICTIONS, record)
+            records += new
+            bar.update(len(new))
+    order = {item.id: i for i, item in enumerate(items)}
+    records = sorted((r for r in records if r["id"] in order), key=lambda r: order[r["id"]])
+    if qa_model is not None:
+        chat = qa_model.chat
+    else:  # everything was answered before: the tokenizer alone says how
+        from subjectlm.models import load_tokenizer
+
+        chat = uses_chat(load_tokenizer(model, trust_remote_code=config.trust_remote_code), config.chat)
+    summary = summarize(records, {"model": model, "data": config.data, "chat": chat})
+    write_json(out / "summary.json", summary)
+    write_text(out / "report.md", render_markdown(summary, records))
+    return summary
+
+
+def run_qa(config: QAConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Answer with the model (and the base model, then compare); return the summary, or with a base
+    model {"model": summary, "base": summary, "compare": comparison}."""
+    from subjectlm.eval.qa_compare import compare_qa_runs
+
+    items = load_items(config, log)
+    out = Path(config.output_dir)
+    if config.base_model is None:
+        return run_one(config, config.model, out, items, log)
+    tuned = run_one(config, config.model, out / "model", items, log)
+    base = run_one(config, config.base_model, out / "base", items, log)
+    comparison = compare_qa_runs(out / "base", out / "model", out, config.n_bootstrap, config.seed)
+    return {"model": tuned, "base": base, "compare": comparison}
