@@ -119,5 +119,7 @@ def test_eval_exam_refuses_bad_files_before_loading_a_model(capsys, tmp_path):
     assert err.splitlines()[0] == f"warning: {root}/dev/unmapped_dev.csv: subject: 'unmapped' is not in " \
                                   "subject_mapping.json: the prompt calls it 'unmapped' and it counts as Other"
     assert f"error: 3 problems in the exam files of {root}:" in err
-    assert f"error: {root}/val/bad_letter_val.csv:3: answer: 'E' is not one of A, B, C, D" in err
+    assert f"\n  {root}/val/bad_letter_val.csv:3: answer: 'E' is not one of A, B, C, D\n" in err
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        f"error: 3 problems in the exam files of {root}:"]
     assert not (tmp_path / "out").exists()

@@ -251,5 +251,5 @@ def require_valid_recipe(path: str | Path, log: Callable[[str], None] = print) -
     if not report.ok:
         raise ConfigError(f"{path}: the recipe check found {len(report.problems)} problem(s); no stage was run "
                           f"(`subjectlm run {path} --dry-run` shows the plan):\n"
-                          + "\n".join(finding_lines(report.problems, [], strict=False, show=30)))
+                          + "\n".join(f"  {p}" for p in report.problems[:30]))
     return report

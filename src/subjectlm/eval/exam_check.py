@@ -151,4 +151,5 @@ def require_valid_exam(data_dir: str | Path, fmt: str = "auto", split: str = "va
         if len(report.problems) == 1:
             raise ExamError(str(report.problems[0]))
         raise ExamError(f"{len(report.problems)} problems in the exam files of {data_dir}:\n"
-                        + "\n".join(finding_lines(report.problems, [], strict=False, show=20)))
+                        + "\n".join(f"  {p}" for p in report.problems[:20])
+                        + (f"\n  ... and {len(report.problems) - 20} more" if len(report.problems) > 20 else ""))
