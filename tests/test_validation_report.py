@@ -13,7 +13,7 @@ import pytest
 from subjectlm.config import to_dict
 from subjectlm.report import REPORT_HTML, REPORT_MD, summary_lines, write_report
 from subjectlm.report.collect import load_stages
-from subjectlm.report.sections import pair_win_rate, scoring_modes
+from subjectlm.report.sections import scoring_modes
 
 REPO = Path(__file__).resolve().parents[1]
 EXAM = REPO / "examples" / "data" / "exam"
@@ -172,19 +172,12 @@ def test_missing_stages_say_not_run(tmp_path):
 def test_scoring_modes_of_one_and_several_modes():
     one = {"overall": {"n": 3}, "categories": {}}
     assert scoring_modes(one, "overall") == {"letter": one}
-    many = {"modes": {"letter": {"overall": {"n": 1}}, "cloze": {"overall": {"n": 2}}}}
-    assert list(scoring_modes(many, "overall")) == ["letter", "cloze"]
-    assert scoring_modes({"letter": {"macro": 0.2}, "cloze": {"macro": 0.5}}, "macro") == {
-        "letter": {"macro": 0.2}, "cloze": {"macro": 0.5}}
-
-
-def test_pair_win_rate_counts_ties_half_and_is_seeded():
-    battles = [{"model_a": "tuned", "model_b": "base", "winner": w} for w in ("A", "A", "B", "tie")]
-    battles.append({"model_a": "x", "model_b": "base", "winner": "A"})  # another pair: not counted
-    r = pair_win_rate(battles, "tuned", "base", n_bootstrap=200)
-    assert (r["n"], r["wins"], r["losses"], r["ties"], r["win_rate"]) == (4, 2, 1, 1, 0.625)
-    assert 0 <= r["ci"][0] <= 0.625 <= r["ci"][1] <= 1
-    assert pair_win_rate(battles, "tuned", "base", n_bootstrap=200) == r
+    many = {"overall": {"n": 1}, "primary_mode": "letter",
+            "modes": {"letter": {"overall": {"n": 1}}, "cloze_acc": {"overall": {"n": 2}}}}
+    assert list(scoring_modes(many, "overall")) == ["letter", "cloze_acc"]
+    assert scoring_modes({"macro": 0.2, "modes": {"cloze_acc_norm": {"macro": 0.5}}}, "macro") == {
+        "cloze_acc_norm": {"macro": 0.5}}
+    assert scoring_modes({"something": 1}, "macro") == {}
 
 
 @pytest.fixture

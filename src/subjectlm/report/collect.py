@@ -31,6 +31,7 @@ class Stage:
     kind: str                # train | merge | eval | export | arena | other
     config: dict[str, Any]
     summary: str
+    result: dict[str, Any]   # what the stage's run() returned (the recipe keeps it)
     seconds: float | None
     dir: Path | None         # the stage's output folder, when it has one and it exists
 
@@ -80,5 +81,5 @@ def load_stages(run_dir: Path) -> list[Stage]:
         out = config.get("output_dir")
         folder = Path(out) if isinstance(out, str) and out else run_dir / name
         stages.append(Stage(name=name, kind=stage_kind(config), config=config, summary=str(result.get("summary", "")),
-                            seconds=entry.get("seconds"), dir=folder if folder.is_dir() else None))
+                            result=result, seconds=entry.get("seconds"), dir=folder if folder.is_dir() else None))
     return stages

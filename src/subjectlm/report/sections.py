@@ -43,26 +43,18 @@ def _label(stage: Stage, stages_of_kind: list[Stage]) -> str:
 def scoring_modes(obj: Any, marker: str) -> dict[str, dict[str, Any]]:
     """Per scoring mode, the part of an exam summary.json/compare.json that describes it.
 
-    A file of one mode has `marker` (`overall` in compare.json, `macro` in summary.json) at the
-    top; a file of several keeps one such dict per mode, at the top or under `modes`/`scoring`."""
+    A file of several modes keeps one dict per mode under `modes` (eval/report.py, eval/compare.py;
+    its top level repeats the primary mode's); a file of one mode (written before scoring modes
+    existed) has `marker` (`overall` in compare.json, `macro` in summary.json) at the top."""
     if not isinstance(obj, dict):
         return {}
+    if isinstance(obj.get("modes"), dict):
+        inner = {m: v for m, v in obj["modes"].items() if isinstance(v, dict) and marker in v}
+        if inner:
+            return inner
     if marker in obj:
-        mode = obj.get("scoring") if isinstance(obj.get("scoring"), str) else "letter"
-        return {mode: obj}
-    for key in ("modes", "scoring"):
-        if isinstance(obj.get(key), dict):
-            inner = scoring_modes(obj[key], marker)
-            if inner:
-                return inner
-    found: dict[str, dict[str, Any]] = {}
-    for key, value in obj.items():
-        if isinstance(value, dict) and marker in value:
-            found[key] = value
-        elif isinstance(value, dict):  # e.g. {"cloze": {"acc": {...}, "acc_norm": {...}}}
-            found.update({f"{key} {k}": v for k, v in scoring_modes(value, marker).items() if k != "letter"
-                          or marker in value.get(k, {})})
-    return found
+        return {"letter": obj}
+    return {}
 
 
 def _paired_row(name: str, s: dict[str, Any]) -> list[str]:
@@ -185,25 +177,27 @@ def ppl_section(stages: list[Stage]) -> Built:
 
 # --- arena ----------------------------------------------------------------------------------
 
-def pair_win_rate(battles: list[dict[str, Any]], model: str, other: str, n_bootstrap: int = 1000,
-                  ci: float = 0.95, seed: int = 0) -> dict[str, Any] | None:
-    """`model`'s win rate against `other` (ties and 'both bad' count half) with a percentile bootstrap
-    interval over the battles between the two."""
-    import numpy as np
-
-    scores = []
+def _duel_counts(battles: list[dict[str, Any]], model: str, other: str) -> tuple[int, int, int]:
+    """(won, lost, tied) of `model` against `other`; a both-bad verdict is a tie."""
+    won = lost = tied = 0
     for b in battles:
         if {b.get("model_a"), b.get("model_b")} != {model, other}:
             continue
         winner = {"A": b.get("model_a"), "B": b.get("model_b")}.get(b.get("winner"))
-        scores.append(1.0 if winner == model else 0.0 if winner == other else 0.5)
-    if not scores:
-        return None
-    s = np.asarray(scores)
-    means = s[np.random.default_rng(seed).integers(0, len(s), size=(n_bootstrap, len(s)))].mean(axis=1)
-    low, high = np.quantile(means, [(1 - ci) / 2, (1 + ci) / 2])
-    return {"n": len(s), "win_rate": float(s.mean()), "ci": [float(low), float(high)],
-            "wins": int((s == 1).sum()), "losses": int((s == 0).sum()), "ties": int((s == 0.5).sum())}
+        won, lost, tied = won + (winner == model), lost + (winner == other), tied + (winner not in (model, other))
+    return won, lost, tied
+
+
+def _duel(stage: Stage, battles: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The arena stage's tuned-vs-base win rate and interval (recomputed by the arena's own function
+    for a run recorded before the stage returned it)."""
+    duel = stage.result.get("tuned_vs_base")
+    if not isinstance(duel, dict):
+        from subjectlm.arena.stage import head_to_head
+
+        duel = head_to_head(battles, "tuned", "base", int(stage.config.get("n_bootstrap", 1000)),
+                            int(stage.config.get("seed", 0)))
+    return duel if duel.get("battles") else None
 
 
 def arena_section(stages: list[Stage]) -> Built:
@@ -225,16 +219,19 @@ def arena_section(stages: list[Stage]) -> Built:
         section.blocks.append(Table(header, rows))
         models = [r.get("model") for r in overall.get("leaderboard", [])]
         if {"base", "tuned"} <= set(models):
-            pair = pair_win_rate(read_jsonl(stage.dir / "battles.jsonl"), "tuned", "base")
-            if pair:
+            battles = read_jsonl(stage.dir / "battles.jsonl")
+            duel = _duel(stage, battles)
+            if duel:
+                won, lost, tied = _duel_counts(battles, "tuned", "base")
+                low, high = duel["ci"]
                 section.blocks.append(Table(
-                    ["pair", "battles", "tuned wins", "base wins", "ties", "tuned win rate", "95% CI"],
-                    [["tuned vs base", str(pair["n"]), str(pair["wins"]), str(pair["losses"]), str(pair["ties"]),
-                      num(pair["win_rate"], 2), f"[{num(pair['ci'][0], 2)}, {num(pair['ci'][1], 2)}]"]],
+                    ["pair", "battles", "tuned won", "base won", "tied", "tuned win rate", "95% CI"],
+                    [["tuned vs base", str(duel["battles"]), str(won), str(lost), str(tied), num(duel["win_rate"], 2),
+                      f"[{num(low, 2)}, {num(high, 2)}]"]],
                     caption="win rate of the tuned model against the start (ties count half; bootstrap over battles)"))
-                verdicts.append(f"arena{label}: tuned win rate vs base {pair['win_rate']:.2f} "
-                                f"(95% CI [{pair['ci'][0]:.2f}, {pair['ci'][1]:.2f}], {pair['n']} battles, "
-                                f"{pair['wins']} won / {pair['losses']} lost / {pair['ties']} tied)")
+                verdicts.append(f"arena{label}: tuned win rate vs base {duel['win_rate']:.2f} "
+                                f"(95% CI [{num(low, 2)}, {num(high, 2)}], {duel['battles']} battles, "
+                                f"{won} won / {lost} lost / {tied} tied)")
     if not section.blocks:
         section.blocks.append(Text(f"{NOT_RUN}: no arena stage with results."))
     return section, verdicts
