@@ -10,6 +10,7 @@ import pytest
 
 from subjectlm import recipe
 from subjectlm.config import ConfigError, option
+from subjectlm.recipe_check import check_recipe
 
 
 @dataclasses.dataclass
@@ -34,6 +35,7 @@ def fake_stages(calls):
         from pathlib import Path
 
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(cfg.output_dir) / "weights.txt").write_text(f"{cfg.steps} steps on {cfg.data}")  # as a run rewrites
         return {"adapter": cfg.output_dir, "summary": f"trained {cfg.steps} steps"}
 
     def merge(cfg):
@@ -41,6 +43,7 @@ def fake_stages(calls):
         from pathlib import Path
 
         Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(cfg.output_dir) / "model.txt").write_text(f"{cfg.base} + {cfg.lora}")
         return {"model": cfg.output_dir, "summary": "merged"}
 
     return {"pt": lambda: (FakeTrainConfig, train), "sft": lambda: (FakeTrainConfig, train), "merge": lambda: (FakeMergeConfig, merge)}
@@ -68,6 +71,10 @@ def test_stages_feed_each_other_and_rerun_is_skipped(tmp_path, monkeypatch):
     calls.clear()
     outcomes = recipe.run_recipe(path, log=lambda *_: None)
     assert [o.status for o in outcomes] == ["skipped"] * 3 and calls == []
+    assert [s.reason for s in check_recipe(path).plan] == [None, None, None]  # the dry run agrees
+    (tmp_path / "data" / "s.jsonl").write_text('{"instruction": "q2", "output": "a2"}\n')
+    assert [s.reason for s in check_recipe(path).plan] == [None, "changed: data", "upstream sft runs"]
+    assert [o.status for o in recipe.run_recipe(path, log=lambda *_: None)] == ["skipped", "done", "done"]
     outcomes = recipe.run_recipe(path, force=True, log=lambda *_: None)
     assert [o.status for o in outcomes] == ["done"] * 3
     # --only sft: sft still continues pt's adapter (taken from the finished pt), merge is not run
