@@ -75,8 +75,7 @@ def test_prompts_exact_strings():
         "Question: What kind of volcano is Mount Harrow?\nAnswer:"
     assert Q.plain_continuation(" A stratovolcano. ") == " A stratovolcano."
     assert Q.qa_messages(" 哈罗山是什么火山？ ") == [{"role": "user", "content": "哈罗山是什么火山？"}]
-    assert Q.clean_answer(" A stratovolcano.\nQuestion: next one?", plain=True) == "A stratovolcano."
-    assert Q.clean_answer(" A stratovolcano.\nQuestion: next one?", plain=False) == "A stratovolcano.\nQuestion: next one?"
+    assert Q.PLAIN_STOP == "\nQuestion:"
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -188,10 +187,10 @@ def test_paired_comparison_means():
 
 @pytest.fixture(scope="module")
 def qa_model(tiny_llama_dir):
+    from subjectlm.backends.hf import HFBackend
     from subjectlm.eval.qa_runner import QAModel
-    from subjectlm.models import load_model, load_tokenizer
 
-    return QAModel(load_model(tiny_llama_dir, dtype="fp32"), load_tokenizer(tiny_llama_dir), chat="auto")
+    return QAModel(HFBackend(tiny_llama_dir, dtype="fp32", device="cpu"), chat="auto")
 
 
 @pytest.mark.parametrize("chat", [True, False])

@@ -30,6 +30,7 @@ from subjectlm.scoring.text import answer_tokens
 
 PLAIN_QUESTION = "Question: "
 PLAIN_ANSWER = "\nAnswer:"
+PLAIN_STOP = "\nQuestion:"  # a model without a chat template that starts a new question has finished its answer
 
 
 def qa_messages(question: str) -> list[dict[str, str]]:
@@ -44,15 +45,6 @@ def plain_prompt(question: str) -> str:
 
 def plain_continuation(reference: str) -> str:
     return " " + reference.strip()
-
-
-def clean_answer(text: str, plain: bool) -> str:
-    """A generated answer, stripped; a plain-prompt answer ends where the model starts a new question."""
-    if plain:
-        cut = text.find("\n" + PLAIN_QUESTION.strip())
-        if cut >= 0:
-            text = text[:cut]
-    return text.strip()
 
 
 # --- data -------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
     subjectlm eval qa --model runs/merged --data examples/data/qa.jsonl --output_dir runs/qa
     subjectlm eval qa --model runs/merged --base_model default --data qa.jsonl --output_dir runs/qa
 
-The model answers greedily: the question as the user turn of its chat template when the tokenizer
-has one (`--chat auto`), else `Question: …\\nAnswer:`. Text scores are those of eval/qa.py. The
+The model answers greedily, through the transformers backend of subjectlm.backends: the question
+as the user turn of its chat template when the tokenizer has one (`--chat auto`), else
+`Question: …\\nAnswer:` (the answer ends where the model starts a new question). Text scores are
+those of scoring/text.py. The
 reference's log-likelihood is teacher-forced: the prompt followed by the reference, one forward
 pass, the mean log-probability of the reference's tokens (no generation; the most sensitive score,
 since it moves before an answer's wording does). The reference's tokens are those of the whole
@@ -51,7 +53,7 @@ class QAConfig:
     limit: int | None = option(None, help="answer only the first N questions", min=1)
     chat: str = option("auto", help="auto (the chat template when the tokenizer has one), on, or off "
                                     "(plain `Question: ...\\nAnswer:`)", choices=CHAT_MODES)
-    max_new_tokens: int = option(128, help="longest answer, in tokens", min=1)
+    max_new_tokens: int = option(64, help="longest answer, in tokens (a reference is one sentence)", min=1)
     batch_size: int = option(8, help="questions per forward pass / generate call", min=1)
     n_bootstrap: int = option(2000, help="bootstrap rounds of the comparison's confidence intervals", min=1)
     seed: int = option(0, help="bootstrap seed")
@@ -86,43 +88,38 @@ def uses_chat(tokenizer, chat: str) -> bool:
 
 
 class QAModel:
-    """One model with its tokenizer: the prompts it is asked, its answers, the reference's log-likelihood."""
+    """One model (a transformers backend of subjectlm.backends) asked the questions: its greedy
+    answers, and the log-likelihood of each reference after the same prompt tokens."""
 
-    def __init__(self, model, tokenizer, chat: str = "auto", device: str | None = None):
-        self.model, self.tokenizer = model, tokenizer
-        self.device = device or str(next(model.parameters()).device)
-        self.chat = uses_chat(tokenizer, chat)
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    def __init__(self, backend, chat: str = "auto"):
+        self.backend = backend
+        self.model, self.tokenizer, self.device = backend.model, backend.tokenizer, backend.device
+        self.chat = uses_chat(self.tokenizer, chat)
 
     @classmethod
     def load(cls, path: str, config: QAConfig) -> "QAModel":
-        import torch
+        from subjectlm.backends import open_backend
 
-        from subjectlm.models import load_model, load_tokenizer
+        # transformers only: the reference's log-likelihood needs the model's logits
+        backend = open_backend(path, "hf", dtype=config.dtype, device=config.device, batch_size=config.batch_size,
+                               trust_remote_code=config.trust_remote_code)
+        return cls(backend, config.chat)
 
-        device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        tokenizer = load_tokenizer(path, trust_remote_code=config.trust_remote_code)
-        model = load_model(path, dtype=config.dtype, device=device, trust_remote_code=config.trust_remote_code)
-        return cls(model, tokenizer, config.chat, device)
-
-    def prompt(self, question: str) -> str:
-        if self.chat:
-            return self.tokenizer.apply_chat_template(Q.qa_messages(question), tokenize=False, add_generation_prompt=True)
-        return Q.plain_prompt(question)
-
-    def continuation(self, reference: str) -> str:
-        return reference.strip() if self.chat else Q.plain_continuation(reference)
-
-    def _encode(self, text: str) -> list[int]:
-        # A chat template writes its own BOS; a plain prompt gets the tokenizer's special tokens.
-        return list(self.tokenizer(text, add_special_tokens=not self.chat)["input_ids"])
+    def prompt(self, question: str):
+        """Chat messages (rendered by the backend with the model's template) or a plain completion prompt."""
+        return Q.qa_messages(question) if self.chat else Q.plain_prompt(question)
 
     def reference_ids(self, item: Q.QAItem) -> tuple[list[int], int]:
         """Token ids of prompt + reference, and where the reference's tokens start."""
-        prompt = self.prompt(item.question)
-        context = self._encode(prompt)
-        whole = self._encode(prompt + self.continuation(item.reference))
-        start = 0
+        from subjectlm.backends.text import chat_text
+
+        context = self.backend.prompt_ids(self.prompt(item.question))
+        if self.chat:  # the template writes its own BOS
+            text = chat_text(self.tokenizer, Q.qa_messages(item.question)) + item.reference.strip()
+            whole = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        else:
+            whole = list(self.tokenizer(Q.plain_prompt(item.question) + Q.plain_continuation(item.reference))["input_ids"])
+        start = 0  # a BPE merge across the boundary moves the reference's first token left
         while start < min(len(context), len(whole)) and context[start] == whole[start]:
             start += 1
         return whole, max(start, 1)
@@ -133,7 +130,8 @@ class QAModel:
 
         encoded = [self.reference_ids(item) for item in items]
         width = max(len(ids) for ids, _ in encoded)
-        input_ids = torch.tensor([ids + [self.pad_id] * (width - len(ids)) for ids, _ in encoded], device=self.device)
+        pad = self.backend.pad_id
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in encoded], device=self.device)
         mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded], device=self.device)
         with torch.inference_mode():
             logits = self.model(input_ids=input_ids, attention_mask=mask).logits
@@ -145,26 +143,13 @@ class QAModel:
         return out
 
     def answers(self, items: Sequence[Q.QAItem], max_new_tokens: int) -> list[dict[str, Any]]:
-        """Greedy answers of a left-padded batch: {"answer", "answer_tokens", "finished"} per item."""
-        import torch
+        """Greedy answers (one left-padded batch): {"answer", "answer_tokens", "finished"} per item."""
+        from subjectlm.backends import GenParams
 
-        prompts = [self._encode(self.prompt(item.question)) for item in items]
-        width = max(len(p) for p in prompts)
-        input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], device=self.device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
-        eos = self.tokenizer.eos_token_id
-        with torch.inference_mode():
-            out = self.model.generate(input_ids=input_ids, attention_mask=mask, do_sample=False,
-                                      max_new_tokens=max_new_tokens, eos_token_id=eos, pad_token_id=self.pad_id)
-        results = []
-        for ids in out[:, width:].tolist():
-            finished = eos in ids
-            if finished:
-                ids = ids[: ids.index(eos)]
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            results.append({"answer": Q.clean_answer(text, plain=not self.chat), "answer_tokens": len(ids),
-                            "finished": finished})
-        return results
+        params = GenParams(max_tokens=max_new_tokens, temperature=0.0, stop=[] if self.chat else [Q.PLAIN_STOP])
+        replies = self.backend.generate([self.prompt(item.question) for item in items], params)
+        return [{"answer": r.text.strip(), "answer_tokens": r.completion_tokens, "finished": r.finish_reason == "stop"}
+                for r in replies]
 
 
 def score_batch(qa_model: QAModel, items: Sequence[Q.QAItem], max_new_tokens: int) -> list[dict[str, Any]]:
