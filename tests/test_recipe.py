@@ -81,6 +81,9 @@ def test_stages_feed_each_other_and_rerun_is_skipped(tmp_path, monkeypatch):
     calls.clear()
     outcomes = recipe.run_recipe(path, force=True, only=["sft"], log=lambda *_: None)
     assert [o.name for o in outcomes] == ["sft"] and calls[0][1].peft_path == str(tmp_path / "out" / "pt")
+    # sft's new adapter is what merge reads: the plan says merge runs again, and why
+    assert [s.status() for s in check_recipe(path, only=["merge"]).plan] == [
+        "not selected (--only)", "not selected (--only)", "run (changed: lora)"]
 
 
 def test_changed_config_reruns_stage(tmp_path, monkeypatch):

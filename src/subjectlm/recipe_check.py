@@ -43,7 +43,14 @@ class PlannedStage:
     stage: str
     reads: dict[str, Any]  # config key -> path(s) or model name
     writes: str
-    reason: str | None  # why it would run; None: it would be skipped
+    reason: str | None  # why it would run; None: it would not
+    selected: bool = True  # False: left out by --only
+    recorded: bool = False  # it finished before (pipeline_state.json)
+
+    def status(self) -> str:
+        if not self.selected:
+            return "not selected (--only)" + ("" if self.recorded else "; never run: later stages lack its outputs")
+        return "skip (done, inputs unchanged)" if self.reason is None else f"run ({self.reason})"
 
 
 @dataclasses.dataclass
@@ -66,8 +73,7 @@ class RecipeCheck:
         lines = [f"recipe: {self.path}" + (f" -> {_short(self.output_dir)}" if self.output_dir else "")]
         width = max((len(s.name) for s in self.plan), default=4)
         for i, s in enumerate(self.plan, start=1):
-            todo = "skip (done, inputs unchanged)" if s.reason is None else f"run ({s.reason})"
-            lines.append(f"  {i}. {s.name:<{width}}  {s.stage:<6}  {todo}")
+            lines.append(f"  {i}. {s.name:<{width}}  {s.stage:<6}  {s.status()}")
             for key, value in s.reads.items():
                 shown = ", ".join(map(_short, value)) if isinstance(value, list) else _short(value)
                 lines.append(f"       {key:<15} {shown}")
@@ -227,19 +233,22 @@ def check_recipe(path: str | Path, force: bool = False, only: list[str] | None =
         report.add(found)
         previous = done.get(name)
         upstream = next((n for v in _reads(values).values() if (n := _under(v, will_run))), None)
-        if only and name not in only:
-            reason = None if previous else "not in --only, and never run: later stages lack its outputs"
+        selected = not only or name in only
+        if not selected:
+            reason = None  # not run; later stages build on what it recorded, if anything
         elif upstream:
             reason = f"upstream {upstream} runs"
         else:
             inputs = input_fingerprints(kind, values, PATH_KEYS)
             reason = why_run(previous, stage_key(values, inputs), inputs, force)
-        if reason is not None and not (only and name not in only):
+        if reason is not None:
             will_run[name] = str(values.get("output_dir", ""))
-        report.plan.append(PlannedStage(name, kind, _reads(values), str(values.get("output_dir", "")), reason))
-        result = previous["result"] if previous and (reason is None or (only and name not in only)) \
-            else _predicted_result(kind, values)
-        advance_state(state, result)
+        report.plan.append(PlannedStage(name, kind, _reads(values), str(values.get("output_dir", "")), reason,
+                                        selected, previous is not None))
+        if reason is None:
+            advance_state(state, (previous or {}).get("result", {}))
+        else:
+            advance_state(state, _predicted_result(kind, values))
     return report
 
 
