@@ -87,6 +87,29 @@ def test_eval_exam_killed_then_resumed_equals_uninterrupted(tmp_path, exam_dir, 
     assert (a["macro"], a["micro"], a["subjects"]) == (b["macro"], b["micro"], b["subjects"])
 
 
+# ---- eval qa ---------------------------------------------------------------------------------
+
+def test_eval_qa_killed_then_resumed_equals_uninterrupted(tmp_path, tiny_llama_dir):
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join((REPO / "examples" / "data" / "qa.jsonl").read_text().splitlines(keepends=True)[:4]))
+    args = ["eval", "qa", "--model", tiny_llama_dir, "--data", data, "--batch_size", "2", "--max_new_tokens", "8",
+            "--output_dir"]
+    _ok(_subjectlm(args + [tmp_path / "whole"]))
+    # Killed as it starts the second batch: the first batch's answers are flushed, nothing else.
+    patch = ("import subjectlm.eval.qa_runner as R\n_real, _calls = R.score_batch, []\n"
+             "def _batch(*a, **k):\n    _calls.append(1)\n    if len(_calls) == 2:\n        _die()\n"
+             "    return _real(*a, **k)\nR.score_batch = _batch\n")
+    killed = tmp_path / "killed"
+    _killed(_subjectlm(args + [killed], patch))
+    assert len((killed / "predictions.jsonl").read_text().splitlines()) == 2
+    assert not (killed / "summary.json").exists() and not (killed / "report.md").exists()
+    _ok(_subjectlm(args + [killed, "--resume"]))
+    whole = tmp_path / "whole"
+    assert (killed / "predictions.jsonl").read_text() == (whole / "predictions.jsonl").read_text()
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (whole, killed))
+    assert a["scores"] == b["scores"] and a["n"] == b["n"] == 4
+
+
 # ---- merge -----------------------------------------------------------------------------------
 
 @pytest.fixture()
