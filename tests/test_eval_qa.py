@@ -288,6 +288,7 @@ def test_eval_qa_with_base_model_compares(tmp_path, tiny_llama_dir, tiny_qwen2_d
     assert ref["up"] == sum(d > 0 for d in diff) and ref["down"] == sum(d < 0 for d in diff)
     assert compared["scores"]["key_fact_recall"]["n"] == 3
     assert "| ref_logprob | 4 |" in (out / "compare.md").read_text()
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_eval_qa_from_an_exam_directory(tmp_path, tiny_llama_dir, capsys):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from subjectlm.train.command import add_train_parser, run_stage
+from subjectlm.commands._train import add_train_parser, run_stage
 from subjectlm.train.config import PTConfig
 
 

@@ -3,7 +3,8 @@
 Predictions are paired by question id; a score counts only on the questions where both runs
 have it (key-fact recall only where there are key facts). For each score: both means, the mean
 difference B − A with its paired bootstrap interval, and the exact sign test (scoring/stats.py).
-Writes compare.json and compare.md into the output folder (atomically).
+Writes compare.json, compare.md and compare.png (reference log-likelihood, A against B, per
+question) into the output folder, each atomically.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from subjectlm.errors import UserError
 from subjectlm.eval.qa_runner import PREDICTIONS, SCORES, read_predictions
-from subjectlm.io import write_json, write_text
+from subjectlm.io import atomic_file, write_json, write_text
 from subjectlm.scoring.stats import paired_comparison
 
 
@@ -60,6 +61,32 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot_reference_logprobs(records_a: dict[str, dict[str, Any]], records_b: dict[str, dict[str, Any]],
+                            label_a: str, label_b: str, path: Path) -> None:
+    """One point per question: the reference's mean log-likelihood under A (x) and B (y); above the
+    diagonal, B finds the reference more likely."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    common = sorted(set(records_a) & set(records_b))
+    x = [records_a[i]["ref_logprob"] for i in common]
+    y = [records_b[i]["ref_logprob"] for i in common]
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.scatter(x, y, s=18, alpha=0.7)
+    low, high = min(x + y), max(x + y)
+    ax.plot([low, high], [low, high], color="grey", linewidth=1, linestyle="--")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel(f"A: {Path(label_a).name}")  # model paths are long; their last part names them
+    ax.set_ylabel(f"B: {Path(label_b).name}")
+    ax.set_title("Reference log-likelihood per token, per question")
+    fig.tight_layout()
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100)
+    plt.close(fig)
+
+
 def compare_qa_runs(run_a: str | Path, run_b: str | Path, output_dir: str | Path | None = None,
                     n_bootstrap: int = 2000, seed: int = 0, ci: float = 0.95) -> dict[str, Any]:
     """Compare run B (e.g. the tuned model) with run A (e.g. the base); write compare.json/.md."""
@@ -69,6 +96,7 @@ def compare_qa_runs(run_a: str | Path, run_b: str | Path, output_dir: str | Path
               **compare_records(records_a, records_b, n_bootstrap, ci, seed)}
     out = Path(output_dir) if output_dir is not None else Path(run_b) / "compare"
     write_json(out / "compare.json", result)
-    write_text(out / "compare.md", render_markdown(result))
+    write_text(out / "compare.md", render_markdown(result) + "\n![reference log-likelihood](compare.png)\n")
+    plot_reference_logprobs(records_a, records_b, str(result["run_a"]), str(result["run_b"]), out / "compare.png")
     result["output_dir"] = str(out)
     return result

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from subjectlm.config import ConfigError, option, to_dict
+from subjectlm.eval import cla3, legacy_outputs
 from subjectlm.eval import prompts as P
 from subjectlm.eval.exams import SubjectExam, read_exam
 from subjectlm.eval.extract import extract_choice
@@ -32,12 +33,13 @@ RESUME_KEYS = ("model", "data", "format", "split", "shots", "with_prompt", "cot"
 class ExamConfig:
     model: str = option("default", help="model directory, .gguf file, or `default`",
                         aliases=("--model_path", "--model_name_or_path"))
-    data: str = option(help="exam directory (C-Eval, CMMLU or MMLU layout)", aliases=("--data_dir",))
+    data: str = option("", help="exam directory (C-Eval, CMMLU or MMLU layout); none: ./data with "
+                       "./subject_mapping.json, the old scripts' layout", aliases=("--data_dir",))
     format: str = option("auto", help="exam layout: auto, ceval, cmmlu or mmlu")
     split: str = option("val", help="split to answer: val, test or dev (test writes submission.json)")
     subjects: list[str] = option([], help="subjects to run (default: all in the split), e.g. logic,law")
-    shots: int = option(5, help="few-shot examples: the first N rows of each subject's dev split",
-                        aliases=("--ntrain", "--few_shot"))
+    shots: int = option(5, help="few-shot examples: the first N rows of each subject's dev split (-1: all)",
+                        aliases=("--ntrain", "-k"))
     with_prompt: bool = option(False, help="wrap prompts in the model's chat template (shots as turns)")
     cot: bool = option(False, help="chain-of-thought: generate, then extract the letter by regex")
     n_times: int = option(1, help="repeat the exam K times; report mean and std")
@@ -51,6 +53,17 @@ class ExamConfig:
     max_new_tokens: int = option(256, help="generation length in --cot mode")
     limit: int | None = option(None, help="answer only the first N questions per subject (quick checks)")
     trust_remote_code: bool = option(False, help="allow model code from the model directory")
+    # --- Chinese-LLaMA-Alpaca-3 scripts/ceval/eval.py's flags, with their meaning there (eval/legacy_outputs.py)
+    few_shot: bool = option(True, help="false: zero-shot, whatever --shots/--ntrain say (the old --few_shot)")
+    do_test: bool = option(False, help="answer the test split (= --split test); writes submission.json")
+    do_save_csv: bool = option(False, help="also write take{K}/{subject}_test.csv: each row with model_output "
+                                           "and correctness (the old script's CSVs)")
+    prompt_style: str = option("default", choices=("default", "cla3"),
+                               help="default: the official prompt, --with_prompt via the model's chat template; "
+                                    "cla3: the old script's prompts (Llama 3 chat format, its system prompt) "
+                                    "and letter scoring, to compare with numbers published with it")
+    verbose: bool = option(False, help="print each question's prompt, answer and ground truth (--prompt_style cla3)")
+    use_flash_attention_2: bool | None = option(None, help="accepted from the old eval.py; changes nothing here")
 
     def __post_init__(self):
         if self.format not in ("auto", "ceval", "cmmlu", "mmlu"):
@@ -60,8 +73,9 @@ class ExamConfig:
         for name in ("n_times", "batch_size", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
-        if self.shots < 0:
-            raise ConfigError(f"shots: must be 0 or more, got {self.shots}")
+        if self.shots < -1:
+            raise ConfigError(f"shots: must be 0 or more (-1: every dev row), got {self.shots}")
+        legacy_outputs.resolve_config(self)
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit: must be at least 1, got {self.limit}")
         if self.resume and self.overwrite:
@@ -78,8 +92,10 @@ def _softmax(values: list[float]) -> list[float]:
 def answer_chunk(backend, exam: SubjectExam, docs: list[P.ExamDoc], config: ExamConfig, fmt: str,
                  repeat: int) -> list[dict[str, Any]]:
     """Predictions for some questions of one subject (all share its header and shots)."""
+    if config.prompt_style == "cla3":
+        return cla3.answer_chunk(backend, exam, docs, config, repeat)
     style = P.style(fmt)
-    shots = exam.dev[: config.shots]
+    shots = exam.dev if config.shots < 0 else exam.dev[: config.shots]
     if config.with_prompt:
         texts = [backend.chat_prompt(P.chat_messages(style, exam.info.name, shots, d, config.cot)) for d in docs]
     else:
@@ -144,6 +160,9 @@ def run_exam(config: ExamConfig, log: Callable[[str], None] = print, backend=Non
     from subjectlm.eval.report import summarize, write_report
 
     fmt, exams = read_exam(config.data, config.format, config.split, config.subjects or None)
+    legacy_outputs.adopt_parent_mapping(Path(config.data), exams)
+    for line in legacy_outputs.notes(config):
+        log(line)
     if config.limit:
         for exam in exams:
             exam.docs = exam.docs[: config.limit]
@@ -178,4 +197,5 @@ def run_exam(config: ExamConfig, log: Callable[[str], None] = print, backend=Non
             "shots": config.shots, "with_prompt": config.with_prompt, "cot": config.cot, "n_times": config.n_times}
     summary = summarize(records, [e.info for e in exams], meta)
     write_report(out, summary, records)
+    legacy_outputs.write_takes(out, config, fmt, exams, records, log)
     return summary

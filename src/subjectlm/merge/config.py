@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from subjectlm.config import ConfigError, option
+from subjectlm.merge.errors import MergeError
 from subjectlm.models import DTYPE_CHOICES
 
 DTYPES = DTYPE_CHOICES  # the one dtype table lives in subjectlm.models
+# `pth` is accepted as a name so that the old script's command gets a reason, not "invalid choice".
+OUTPUT_TYPES = ("huggingface", "pth")
 
 
 @dataclass
@@ -22,6 +25,10 @@ class MergeConfig:
         None, help="largest max-abs logit difference --verify accepts (default: 1e-3 fp32, 5e-2 fp16, 0.25 bf16)")
     overwrite: bool = option(False, help="replace an existing output_dir")
     allow_pickle: bool = option(False, help="accept .bin (pickle) base or adapter weights; pickles can run code")
+    output_type: str = option("huggingface", choices=OUTPUT_TYPES,
+                              help="huggingface: safetensors shards + config.json, what every tool here reads "
+                                   "(pth, the old script's Meta checkpoint format, is not written)")
+    verbose: bool = option(False, help="print one line per tensor: copied, or which adapter changes it and how")
 
     def __post_init__(self) -> None:
         if not self.base:
@@ -36,3 +43,8 @@ class MergeConfig:
             raise ConfigError(f"dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.verify_tolerance is not None and self.verify_tolerance <= 0:
             raise ConfigError("verify_tolerance: must be positive")
+        if self.output_type == "pth":
+            raise MergeError("output_type: pth (the legacy Meta consolidated.*.pth layout) is not written: it is a "
+                             "pickle format (loading it can run code), and llama.cpp's converter, transformers, vLLM "
+                             "and `subjectlm export gguf` all read the huggingface safetensors output; drop "
+                             "--output_type or use --output_type huggingface")

@@ -76,6 +76,19 @@ def plan_merge(config: MergeConfig, scratch: Path) -> tuple[MergePlan, list[Adap
     return build_plan(base, adapters, dtype), adapters
 
 
+def tensor_lines(plan: MergePlan) -> list[str]:
+    """--verbose: one line per output tensor, shard by shard: what the merge does to it."""
+    lines = []
+    for shard in plan.base.shards:
+        for t in plan.shard_tensors(shard):
+            what = "; ".join(
+                f"{op.kind} from {op.adapter}" + (f" (scale {op.scale:g}{', transposed' if op.transpose else ''})"
+                                                  if op.kind != "replace" else "")
+                for op in t.ops) or "copied"
+            lines.append(f"{shard}: {t.name} {list(t.shape)}: {what}")
+    return lines
+
+
 def _copy_side_files(plan: MergePlan, adapters: list[Adapter], out: Path) -> None:
     (out / "config.json").write_text(json.dumps(plan.config, indent=2, ensure_ascii=False) + "\n")
     for name in BASE_FILES:
@@ -104,6 +117,9 @@ def run(config: MergeConfig, progress: bool = True) -> dict:
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{output.name}.scratch-", dir=output.parent) as scratch:
         plan, adapters = plan_merge(config, Path(scratch))
+        if config.verbose:
+            for line in tensor_lines(plan):
+                print(line, flush=True)
         from tqdm import tqdm
 
         bar = tqdm(total=len(plan.base.shards), unit="shard", desc="merging", disable=not progress)

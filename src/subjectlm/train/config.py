@@ -14,6 +14,7 @@ from subjectlm.train.templates import TEMPLATES
 
 DTYPES = DTYPE_CHOICES  # the one dtype table lives in subjectlm.models
 CHECKPOINT_MODES = ("full", "selective")  # see train/checkpointing.py
+STRATEGIES = ("steps", "epoch", "no")  # the Trainer's logging/save/eval strategies
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
               "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "warmup_stable_decay")
 
@@ -73,6 +74,25 @@ class TrainConfig:
                           aliases=("--resume_from_checkpoint",))
     report_to: list[str] = option(["tensorboard"], help="trackers besides metrics.jsonl (tensorboard, none)")
     ddp_timeout: int = option(3600, help="seconds a distributed process waits for the others")
+    # --- the Trainer's own names, as run_pt.sh / run_sft.sh pass them (HF TrainingArguments meaning)
+    logging_strategy: str = option("steps", help="when to log the loss (every logging_steps, per epoch, never)",
+                                   choices=STRATEGIES)
+    logging_first_step: bool = option(True, help="also log the loss of step 1")
+    save_strategy: str = option("steps", help="when to write a checkpoint (every save_steps, per epoch, never: "
+                                "then --resume has nothing to continue)", choices=STRATEGIES)
+    eval_strategy: str = option("steps", help="when to evaluate on the validation data (every eval_steps, per "
+                                "epoch, or only once at the end: no)", choices=STRATEGIES,
+                                aliases=("--evaluation_strategy",))
+    do_eval: bool | None = option(None, help="evaluate on the validation data (default: whenever there is some; "
+                                  "false: never, even with --validation_file)")
+    ddp_find_unused_parameters: bool = option(False, help="let DDP look for parameters without gradients each "
+                                              "step (slower; only for models that skip some)")
+    data_cache_dir: str = option("", help="where the tokenized data is cached (default: $SUBJECTLM_HOME/cache/tokenized)")
+    preprocessing_num_workers: int = option(1, help="processes that tokenize the data", min=1)
+    # --- accepted for the old scripts; they change nothing here, and say so (see `notes`)
+    do_train: bool | None = option(None, help="accepted from run_pt.sh/run_sft.sh: this command always trains")
+    low_cpu_mem_usage: bool | None = option(None, help="accepted from run_pt.sh/run_sft.sh: weights always load "
+                                            "without a second full copy in memory")
 
     def __post_init__(self) -> None:
         if not self.output_dir:
@@ -108,6 +128,25 @@ class TrainConfig:
             raise ConfigError("num_train_epochs: must be > 0 unless max_steps is given")
         if self.overwrite_output_dir and self.resume:
             raise ConfigError("resume: cannot be combined with --overwrite_output_dir (which discards the checkpoints)")
+        if self.do_train is False:
+            raise ConfigError("do_train: `subjectlm pt|sft|dpo` always trains; to only evaluate a model use "
+                              "`subjectlm eval ppl` or `subjectlm eval exam`")
+        if self.do_eval and not self.has_validation():
+            raise ConfigError("do_eval: there is no validation data; give --validation_file"
+                              + (" or --validation_split_percentage" if hasattr(self, "block_size") else ""))
+
+    def has_validation(self) -> bool:
+        return bool(self.validation_file)
+
+    def notes(self) -> list[str]:
+        """One line per flag that was given but changes nothing here (none is ignored silently)."""
+        lines = []
+        if self.do_train:
+            lines.append("note: --do_train changes nothing here: this command always trains")
+        if self.low_cpu_mem_usage is not None:
+            lines.append("note: --low_cpu_mem_usage changes nothing here: transformers loads the weights without "
+                         "a second full copy in memory anyway")
+        return lines
 
 
 @dataclass
@@ -127,6 +166,9 @@ class PTConfig(TrainConfig):
             raise ConfigError(f"validation_split_percentage: must be in [0, 100), got {self.validation_split_percentage}")
         if self.txt_mode not in ("auto", "line", "paragraph"):
             raise ConfigError(f"txt_mode: must be auto, line or paragraph, got {self.txt_mode!r}")
+
+    def has_validation(self) -> bool:
+        return bool(self.validation_file) or self.validation_split_percentage > 0
 
 
 @dataclass

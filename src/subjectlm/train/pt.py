@@ -22,13 +22,13 @@ def load_blocks(config: PTConfig, paths: list[str], tokenizer: Any) -> tuple[lis
 
     key = cache_key(files_fingerprint(paths), tokenizer, kind="pt", block_size=config.block_size,
                     txt_mode=config.txt_mode, skip_invalid=config.skip_invalid)
-    path = cache_dir() / f"pt-{key}.safetensors"
+    path = cache_dir(config.data_cache_dir) / f"pt-{key}.safetensors"
     cached = load_rows(path)
     if cached is not None:
         rows, meta = cached
         return [r["input_ids"] for r in rows], meta["summary"] + " (cached)"
     loaded = load_pt(paths, skip_invalid=config.skip_invalid, txt_mode=config.txt_mode)
-    blocks = list(iter_blocks(loaded.items, tokenizer, config.block_size))
+    blocks = list(iter_blocks(loaded.items, tokenizer, config.block_size, num_proc=config.preprocessing_num_workers))
     if not blocks:
         raise ConfigError(f"block_size: the corpus ({loaded.summary()}) is shorter than one block of {config.block_size} tokens")
     summary = f"{loaded.summary()} -> {len(blocks)} blocks of {config.block_size} tokens"

@@ -52,6 +52,8 @@ def prepare_output_dir(config: TrainConfig) -> str | None:
     if exists and config.overwrite_output_dir and is_main_process():
         shutil.rmtree(out)
     checkpoint = last_checkpoint(out) if config.resume else None
+    for line in config.notes() if is_main_process() else ():
+        print(line, flush=True)
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
         step = int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
@@ -254,12 +256,14 @@ def training_arguments(config: TrainConfig, has_eval: bool, group_by_length: boo
         activation_checkpointing=config.gradient_checkpointing,
         activation_checkpointing_kwargs=(checkpoint_kwargs(config.gradient_checkpointing_mode)
                                          if config.gradient_checkpointing else None),
-        logging_steps=config.logging_steps, logging_first_step=True,
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
-        eval_strategy="steps" if has_eval else "no", eval_steps=config.eval_steps,
+        logging_strategy=config.logging_strategy, logging_steps=config.logging_steps,
+        logging_first_step=config.logging_first_step,
+        save_strategy=config.save_strategy, save_steps=config.save_steps, save_total_limit=config.save_total_limit,
+        eval_strategy=config.eval_strategy if has_eval and config.do_eval is not False else "no",
+        eval_steps=config.eval_steps,
         report_to=report or "none", disable_tqdm=True, remove_unused_columns=False,
         label_names=["labels"], prediction_loss_only=True, ddp_timeout=config.ddp_timeout,
-        ddp_find_unused_parameters=False,
+        ddp_find_unused_parameters=config.ddp_find_unused_parameters,
         train_sampling_strategy="group_by_length" if group_by_length else "random",
         **extra,
     )
@@ -320,7 +324,7 @@ def train_and_save(trainer: Trainer, config: TrainConfig, checkpoint: str | None
     out = Path(config.output_dir)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = dict(result.metrics)
-    if trainer.eval_dataset is not None:
+    if trainer.eval_dataset is not None and config.do_eval is not False:
         metrics.update(trainer.evaluate())
     if trainer.is_world_process_zero():
         staging = out / ".final.tmp"

@@ -20,13 +20,14 @@ def load_examples(config: SFTConfig, paths: list[str], tokenizer: Any, what: str
     key = cache_key(files_fingerprint(paths), tokenizer, kind="sft", template=config.template,
                     system_prompt=config.system_prompt, max_seq_length=config.max_seq_length,
                     skip_invalid=config.skip_invalid)
-    path = cache_dir() / f"sft-{key}.safetensors"
+    path = cache_dir(config.data_cache_dir) / f"sft-{key}.safetensors"
     cached = load_rows(path)
     if cached is not None:
         rows, meta = cached
         return rows, meta["summary"] + " (cached)"
     loaded = load_sft(paths, skip_invalid=config.skip_invalid)
-    rows, stats = tokenize_sft(loaded.items, tokenizer, config.template, config.max_seq_length, config.system_prompt)
+    rows, stats = tokenize_sft(loaded.items, tokenizer, config.template, config.max_seq_length, config.system_prompt,
+                               num_proc=config.preprocessing_num_workers)
     if not rows:
         raise ConfigError(f"max_seq_length: no {what} example fits in {config.max_seq_length} tokens ({stats.summary()})")
     summary = f"{what}: {loaded.summary()}; {stats.summary()}"

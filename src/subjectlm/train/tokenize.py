@@ -100,14 +100,46 @@ def tokenize_conversation(messages: list[Message], tokenizer: Any, template: str
     return ids, labels, status
 
 
+# ---- worker processes (--preprocessing_num_workers): forked, so the tokenizer is shared, not pickled
+
+_WORK: dict[str, Any] = {}
+
+
+def _conversation_in_worker(messages: list[Message]) -> tuple[list[int], list[int], str]:
+    return tokenize_conversation(messages, _WORK["tokenizer"], *_WORK["args"])
+
+
+def _batch_in_worker(docs: list[str]) -> list[list[int]]:
+    return _WORK["tokenizer"](docs, add_special_tokens=False)["input_ids"]
+
+
+def _mapped(fn: Any, items: list[Any], tokenizer: Any, args: tuple, num_proc: int) -> Iterator[Any]:
+    """fn over items in order, in `num_proc` forked processes (one: here; no fork on this OS: here too)."""
+    import multiprocessing
+
+    _WORK.update(tokenizer=tokenizer, args=args)
+    try:
+        if num_proc <= 1 or len(items) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+            yield from map(fn, items)
+            return
+        with multiprocessing.get_context("fork").Pool(num_proc) as pool:
+            yield from pool.imap(fn, items, chunksize=max(1, len(items) // (8 * num_proc)))
+    finally:
+        _WORK.clear()
+
+
 def tokenize_sft(conversations: Iterable[Any], tokenizer: Any, template: str, max_seq_length: int,
-                 system_prompt: str = "", progress: bool = True) -> tuple[list[dict[str, list[int]]], SFTStats]:
+                 system_prompt: str = "", progress: bool = True,
+                 num_proc: int = 1) -> tuple[list[dict[str, list[int]]], SFTStats]:
     from tqdm.auto import tqdm
 
     stats = SFTStats()
     rows = []
-    for conv in tqdm(list(conversations), desc="tokenizing", unit="ex", disable=not progress):
-        ids, labels, status = tokenize_conversation(conv.messages, tokenizer, template, max_seq_length, system_prompt)
+    conversations = list(conversations)
+    results = _mapped(_conversation_in_worker, [c.messages for c in conversations], tokenizer,
+                      (template, max_seq_length, system_prompt), num_proc)
+    for conv, (ids, labels, status) in tqdm(zip(conversations, results), total=len(conversations),
+                                            desc="tokenizing", unit="ex", disable=not progress):
         if status == "dropped":
             stats.dropped += 1
             stats.dropped_sources.append(str(getattr(conv, "source", "?")))
@@ -121,31 +153,39 @@ def tokenize_sft(conversations: Iterable[Any], tokenizer: Any, template: str, ma
 # ---- pt: documents -> blocks
 
 
-def iter_blocks(documents: Iterable[str], tokenizer: Any, block_size: int, batch: int = 256) -> Iterator[list[int]]:
-    """EOS after every document, concatenate, emit full `block_size` blocks (the tail is dropped)."""
+def iter_blocks(documents: Iterable[str], tokenizer: Any, block_size: int, batch: int = 256,
+                num_proc: int = 1) -> Iterator[list[int]]:
+    """EOS after every document, concatenate, emit full `block_size` blocks (the tail is dropped).
+    With `num_proc` > 1 the documents (a list, not a stream) are tokenized in that many processes."""
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no EOS token to separate documents")
+    if num_proc > 1:
+        docs = list(documents)
+        batches = _mapped(_batch_in_worker, [docs[i:i + batch] for i in range(0, len(docs), batch)],
+                          tokenizer, (), num_proc)
+    else:
+        batches = (tokenizer(chunk, add_special_tokens=False)["input_ids"] for chunk in _chunks(documents, batch))
     buffer: list[int] = []
-    pending: list[str] = []
-
-    def flush() -> Iterator[list[int]]:
-        nonlocal buffer
-        for ids in tokenizer(pending, add_special_tokens=False)["input_ids"]:
+    for tokenized in batches:
+        for ids in tokenized:
             buffer.extend(ids)
             buffer.append(eos)
-        pending.clear()
         n = len(buffer) // block_size
         for i in range(n):
             yield buffer[i * block_size:(i + 1) * block_size]
         buffer = buffer[n * block_size:]
 
-    for doc in documents:
-        pending.append(doc)
-        if len(pending) >= batch:
-            yield from flush()
-    if pending:
-        yield from flush()
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 # ---- cache
@@ -165,10 +205,11 @@ def cache_key(files_hash: str, tokenizer: Any, **options: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def cache_dir() -> Path:
+def cache_dir(override: str = "") -> Path:
+    """Where tokenized data is cached: `override` (the --data_cache_dir of the old scripts) or our home."""
     from subjectlm.models import subjectlm_home
 
-    return subjectlm_home() / "cache" / "tokenized"
+    return Path(override).expanduser() if override else subjectlm_home() / "cache" / "tokenized"
 
 
 def save_rows(path: Path, rows: list[dict[str, list[int]]], meta: dict[str, Any]) -> None:

@@ -1,4 +1,6 @@
-"""What `subjectlm pt`, `sft` (and `dpo`) share: flags from the stage's config dataclass, one run call."""
+"""What `subjectlm pt`, `sft` and `dpo` share: flags from the stage's config dataclass, one run call.
+
+It lives with the commands (not in train/) so the training library never imports CLI code."""
 
 from __future__ import annotations
 
