@@ -158,7 +158,7 @@ def test_unsupported_model_type_is_refused(tmp_path):
     from subjectlm.export.gguf import ExportError, export_gguf
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    with pytest.raises(ExportError, match="supported: llama, mistral, qwen2, gemma"):
+    with pytest.raises(ExportError, match="supported: llama, mistral, qwen2, qwen3, qwen3_moe, gemma"):
         export_gguf(tmp_path, tmp_path / "x.gguf", "f16")
 
 
@@ -282,7 +282,7 @@ def test_cli_export_then_verify_prints_the_table(tiny_qwen2_dir, tmp_path, capsy
 
     out = tmp_path / "q.gguf"
     assert main(["export", "gguf", "--model", str(tiny_qwen2_dir), "--output", str(out), "--quantize", "q8_0"]) == 0
-    assert main(["export", "gguf", "--model", str(tiny_qwen2_dir), "--output", str(out)]) == 1  # exists
+    assert main(["export", "gguf", "--model", str(tiny_qwen2_dir), "--output", str(out)]) == 2  # exists: a user error
     assert main(["export", "verify", "--model", str(tiny_qwen2_dir), "--gguf", str(out),
                  str(tmp_path / "q-q8_0.gguf"), "--max_tokens", "64"]) == 0
     text = capsys.readouterr()

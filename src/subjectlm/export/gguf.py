@@ -14,10 +14,11 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from subjectlm.errors import UserError
-from subjectlm.export.names import FAMILIES, gguf_tensor_name
+from subjectlm.export.hparams import HParamsError, find, write_hparams
+from subjectlm.export.names import FAMILIES, gguf_targets, text_model_name
 from subjectlm.export.vocab import Vocab, build_vocab
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0")
@@ -36,81 +37,6 @@ class ExportResult:
     n_vocab: int
     eot: str | None
     size_bytes: int
-
-
-def _rope(config: dict[str, Any]) -> dict[str, Any]:
-    """transformers 5 keeps rope settings in `rope_parameters`; older configs in rope_theta/rope_scaling."""
-    params = dict(config.get("rope_parameters") or {})
-    if "rope_theta" not in params and "rope_theta" in config:
-        params["rope_theta"] = config["rope_theta"]
-    scaling = config.get("rope_scaling") or {}
-    for key, value in scaling.items():
-        params.setdefault("rope_type" if key == "type" else key, value)
-    params.setdefault("rope_type", "default")
-    params.setdefault("rope_theta", 10000.0)
-    return params
-
-
-def _llama3_rope_factors(rope: dict[str, Any], head_dim: int):
-    """Per-frequency divisors for Llama 3.1's rope scaling (llama.cpp reads them as `rope_freqs`)."""
-    import numpy as np
-
-    base, factor = rope["rope_theta"], rope["factor"]
-    low, high = rope.get("low_freq_factor", 1.0), rope.get("high_freq_factor", 4.0)
-    old_ctx = rope.get("original_max_position_embeddings", 8192)
-    freqs = 1.0 / (base ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
-    out = []
-    for freq in freqs:
-        wavelen = 2 * math.pi / freq
-        if wavelen < old_ctx / high:
-            out.append(1.0)
-        elif wavelen > old_ctx / low:
-            out.append(factor)
-        else:
-            smooth = (old_ctx / wavelen - low) / (high - low)
-            out.append(1.0 / ((1 - smooth) / factor + smooth))
-    return np.array(out, dtype=np.float32)
-
-
-def _write_hparams(writer, config: dict[str, Any], family: str, n_vocab: int) -> list[tuple[str, Any]]:
-    """Model key/values; returns extra tensors the hparams imply (Llama 3 rope factors)."""
-    import gguf
-
-    n_head = config["num_attention_heads"]
-    head_dim = config.get("head_dim") or config["hidden_size"] // n_head
-    writer.add_context_length(config.get("max_position_embeddings", 2048))
-    writer.add_embedding_length(config["hidden_size"])
-    writer.add_block_count(config["num_hidden_layers"])
-    writer.add_feed_forward_length(config["intermediate_size"])
-    writer.add_head_count(n_head)
-    writer.add_head_count_kv(config.get("num_key_value_heads") or n_head)
-    writer.add_key_length(head_dim)
-    writer.add_value_length(head_dim)
-    writer.add_rope_dimension_count(head_dim)
-    writer.add_layer_norm_rms_eps(config.get("rms_norm_eps", 1e-6))
-    writer.add_vocab_size(n_vocab)
-    rope = _rope(config)
-    writer.add_rope_freq_base(float(rope["rope_theta"]))
-    extra = []
-    kind = rope["rope_type"]
-    if kind == "linear":
-        writer.add_rope_scaling_type(gguf.RopeScalingType.LINEAR)
-        writer.add_rope_scaling_factor(float(rope["factor"]))
-    elif kind == "yarn":
-        writer.add_rope_scaling_type(gguf.RopeScalingType.YARN)
-        writer.add_rope_scaling_factor(float(rope["factor"]))
-        writer.add_rope_scaling_orig_ctx_len(int(rope["original_max_position_embeddings"]))
-    elif kind == "llama3":
-        extra.append(("rope_freqs.weight", _llama3_rope_factors(rope, head_dim)))
-    elif kind != "default":
-        raise ExportError(f"rope scaling {kind!r} is not supported by this exporter (default, linear, yarn, llama3)")
-    if family == "gemma2":
-        if config.get("query_pre_attn_scalar", head_dim) != head_dim:
-            raise ExportError("gemma2 with query_pre_attn_scalar != head_dim is not supported")
-        writer.add_attn_logit_softcapping(float(config.get("attn_logit_softcapping") or 50.0))
-        writer.add_final_logit_softcapping(float(config.get("final_logit_softcapping") or 30.0))
-        writer.add_sliding_window(int(config.get("sliding_window") or 4096))
-    return extra
 
 
 def _write_vocab(writer, vocab: Vocab) -> None:
@@ -142,26 +68,25 @@ def _safetensors_files(model_dir: Path) -> list[Path]:
     return files
 
 
-def _hf_tensors(model_dir: Path) -> Iterator[tuple[str, Any]]:
-    """(name, float32 numpy array), one tensor at a time."""
-    import torch
-    from safetensors import safe_open
-
-    for file in _safetensors_files(model_dir):
-        with safe_open(str(file), framework="pt") as handle:
-            for name in handle.keys():
-                yield name, handle.get_tensor(name).to(torch.float32).numpy()
-
-
-def _hf_tensor_shapes(model_dir: Path) -> dict[str, tuple[int, ...]]:
+def _hf_tensor_shapes(model_dir: Path) -> dict[str, tuple[tuple[int, ...], Path]]:
+    """Every tensor name -> (shape, file), in file order."""
     from safetensors import safe_open
 
     shapes = {}
     for file in _safetensors_files(model_dir):
         with safe_open(str(file), framework="pt") as handle:
             for name in handle.keys():
-                shapes[name] = tuple(handle.get_slice(name).get_shape())
+                shapes[name] = (tuple(handle.get_slice(name).get_shape()), file)
     return shapes
+
+
+@dataclasses.dataclass
+class Planned:
+    """One GGUF tensor and the HF tensor(s) it is made of (several: experts stacked in order)."""
+    name: str
+    sources: list[str]
+    shape: tuple[int, ...]
+    half: int | None = None     # take this half of the rows of the (single) source
 
 
 def permute_qk(weight, n_head: int):
@@ -195,26 +120,90 @@ def _cast(array, qtype):
     return gguf.quants.quantize(np.ascontiguousarray(array, dtype=np.float32), qtype)
 
 
-def _plan(model_dir: Path, config: dict[str, Any], family: str) -> list[tuple[str, str, tuple[int, ...]]]:
-    """(hf name, gguf name, shape) for every tensor to write, in file order; errors on unknown ones."""
+def model_config(model_dir: Path) -> dict[str, Any]:
+    """config.json as a dict; for a multimodal Gemma 3, its text model's config (with defaults filled
+    in by transformers, since save_pretrained leaves default values out of nested configs)."""
+    config = json.loads((model_dir / "config.json").read_text())
+    if config.get("model_type") == "gemma3":
+        from transformers import AutoConfig
+
+        text = AutoConfig.from_pretrained(str(model_dir)).get_text_config().to_dict()
+        text.setdefault("tie_word_embeddings", config.get("tie_word_embeddings", True))
+        return {**text, "model_type": "gemma3"}
+    return config
+
+
+def _plan(model_dir: Path, config: dict[str, Any], family: str) -> list[Planned]:
+    """Every GGUF tensor to write, in the order its first source appears; errors on unknown tensors
+    and on experts with pieces missing."""
     tied = config.get("tie_word_embeddings", False)
     n_blocks = config["num_hidden_layers"]
-    plan = []
+    n_experts = find(config, "num_experts", "num_local_experts", default=0)
+    shapes = _hf_tensor_shapes(model_dir)
+    planned: dict[str, Planned] = {}
+    experts: dict[str, dict[int, tuple[str, tuple[int, ...]]]] = {}
     unknown = []
-    for hf_name, shape in _hf_tensor_shapes(model_dir).items():
-        if tied and hf_name == "lm_head.weight":
-            continue  # llama.cpp reuses token_embd when there is no output tensor
+    for hf_name, (shape, _) in shapes.items():
+        name = text_model_name(hf_name) if family == "gemma3" else hf_name
+        if name is None or (tied and name == "lm_head.weight"):
+            continue  # vision tensors; a tied head (llama.cpp reuses token_embd when there is no output)
         try:
-            name = gguf_tensor_name(hf_name, family, n_blocks)
+            targets = gguf_targets(name, family, n_blocks, n_experts)
         except KeyError:
             unknown.append(hf_name)
             continue
-        if name is not None:
-            plan.append((hf_name, name, shape))
+        for gguf_name, target in targets:
+            if target.expert is not None:
+                experts.setdefault(gguf_name, {})[target.expert] = (hf_name, shape)
+                planned.setdefault(gguf_name, Planned(gguf_name, [], ()))
+            elif target.half is not None:
+                planned[gguf_name] = Planned(gguf_name, [hf_name], (*shape[:-2], shape[-2] // 2, shape[-1]),
+                                             half=target.half)
+            else:
+                planned[gguf_name] = Planned(gguf_name, [hf_name], shape)
     if unknown:
         raise ExportError(f"{len(unknown)} tensor(s) this exporter does not know for {family!r}, "
                           f"e.g. {unknown[0]!r}: is this a supported model?")
-    return plan
+    for gguf_name, parts in experts.items():
+        if sorted(parts) != list(range(n_experts)):
+            raise ExportError(f"{gguf_name}: found experts {sorted(parts)} of {n_experts}")
+        first_shape = parts[0][1]
+        planned[gguf_name].sources = [parts[i][0] for i in range(n_experts)]
+        planned[gguf_name].shape = (n_experts, *first_shape)
+    return list(planned.values())
+
+
+class _TensorReader:
+    """Reads HF tensors by name from their safetensors files as float32 numpy, one at a time."""
+
+    def __init__(self, model_dir: Path):
+        import contextlib
+
+        from safetensors import safe_open
+
+        self._stack = contextlib.ExitStack()
+        self._files = {name: file for name, (_, file) in _hf_tensor_shapes(model_dir).items()}
+        self._handles = {file: self._stack.enter_context(safe_open(str(file), framework="pt"))
+                         for file in sorted(set(self._files.values()))}
+
+    def get(self, name: str):
+        import torch
+
+        return self._handles[self._files[name]].get_tensor(name).to(torch.float32).numpy()
+
+    def planned(self, item: Planned):
+        import numpy as np
+
+        if len(item.sources) > 1:
+            return np.stack([self.get(name) for name in item.sources])
+        array = self.get(item.sources[0])
+        if item.half is not None:
+            rows = array.shape[-2] // 2
+            array = array[..., item.half * rows:(item.half + 1) * rows, :]
+        return array
+
+    def close(self):
+        self._stack.close()
 
 
 def export_gguf(model_dir: str | Path, output: str | Path, outtype: str = "f16", overwrite: bool = False,
@@ -232,28 +221,33 @@ def export_gguf(model_dir: str | Path, output: str | Path, outtype: str = "f16",
         raise ExportError(f"outtype: {outtype!r} is not one of {', '.join(OUTTYPES)} "
                           "(other types: export f16, then --quantize)")
     check_output_dir(output, overwrite)
-    config = json.loads((model_dir / "config.json").read_text())
+    config = model_config(model_dir)
     family = config.get("model_type")
     if family not in FAMILIES:
         raise ExportError(f"model_type {family!r} is not supported; supported: {', '.join(FAMILIES)}")
     spec = FAMILIES[family]
+    # The key/values are collected in memory first: a config llama.cpp cannot run stops here.
+    writer = gguf.GGUFWriter(path=None, arch=spec.arch)
+    writer.add_name(config.get("_name_or_path") or model_dir.name)
+    writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
+                          "bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[outtype])
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    try:
+        extra = write_hparams(writer, config, family)
+    except HParamsError as exc:
+        raise ExportError(str(exc)) from exc
     plan = _plan(model_dir, config, family)
-    n_vocab = dict((g, s) for _, g, s in plan)["token_embd.weight"][0]
+    n_vocab = next(p.shape[0] for p in plan if p.name == "token_embd.weight")
+    writer.add_vocab_size(n_vocab)
     vocab = build_vocab(model_dir, n_vocab, pre=pre_tokenizer, trust_remote_code=trust_remote_code)
 
     with atomic_file(output, mode="wb") as handle:
-        writer = gguf.GGUFWriter(path=None, arch=spec.arch)
-        writer.add_name(config.get("_name_or_path") or model_dir.name)
-        writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                              "bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[outtype])
-        writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-        extra = _write_hparams(writer, config, family, n_vocab)
         _write_vocab(writer, vocab)
         types = {}
-        for _, name, shape in plan:
-            types[name] = _tensor_type(name, shape, outtype)
-            nbytes = _nbytes(shape, types[name])
-            writer.add_tensor_info(name, shape, np.dtype(np.float32), nbytes, raw_dtype=types[name])
+        for item in plan:
+            types[item.name] = _tensor_type(item.name, item.shape, outtype)
+            nbytes = _nbytes(item.shape, types[item.name])
+            writer.add_tensor_info(item.name, item.shape, np.dtype(np.float32), nbytes, raw_dtype=types[item.name])
         for name, array in extra:
             writer.add_tensor_info(name, array.shape, array.dtype, array.nbytes, raw_dtype=gguf.GGMLQuantizationType.F32)
         writer.fout = [handle]  # the writer writes into our atomic temp file
@@ -262,23 +256,23 @@ def export_gguf(model_dir: str | Path, output: str | Path, outtype: str = "f16",
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         writer.write_padding(handle, handle.tell())
-        wanted = {hf: name for hf, name, _ in plan}
         n_head, n_kv = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]
         bar = tqdm(total=len(plan), desc=f"export {outtype}", unit="tensor", disable=not progress)
-        # Tensors come out of safetensors in the order _plan saw them, which is the order of the
-        # tensor infos: the writer checks each one's size as it goes.
-        for hf_name, array in _hf_tensors(model_dir):
-            if hf_name not in wanted:
-                continue
-            name = wanted[hf_name]
-            if spec.permute_qk and name.endswith("attn_q.weight"):
-                array = permute_qk(array, n_head)
-            elif spec.permute_qk and name.endswith("attn_k.weight"):
-                array = permute_qk(array, n_kv)
-            if spec.norm_plus_one and name.endswith("norm.weight"):
-                array = array + 1.0
-            writer.write_tensor_data(_cast(array, types[name]))
-            bar.update(1)
+        reader = _TensorReader(model_dir)
+        try:
+            # In the order of the tensor infos: the writer checks each one's size as it goes.
+            for item in plan:
+                array, name = reader.planned(item), item.name
+                if spec.permute_qk and name.endswith("attn_q.weight"):
+                    array = permute_qk(array, n_head)
+                elif spec.permute_qk and name.endswith("attn_k.weight"):
+                    array = permute_qk(array, n_kv)
+                if spec.norm_plus_one and name.endswith("norm.weight"):
+                    array = array + 1.0
+                writer.write_tensor_data(_cast(array, types[name]))
+                bar.update(1)
+        finally:
+            reader.close()
         for name, array in extra:
             writer.write_tensor_data(array)
         bar.close()

@@ -10,7 +10,16 @@ import dataclasses
 from pathlib import Path
 
 from subjectlm.config import ConfigError, option
+from subjectlm.export.convert import CONVERTERS
 from subjectlm.export.gguf import OUTTYPES
+
+_CONVERTER_HELP = ("subjectlm | llama.cpp | auto: auto uses subjectlm's converter for the families in its table "
+                   "and llama.cpp's own convert_hf_to_gguf.py (fetched once with pip) for the rest")
+
+
+def _check_converter(converter: str) -> None:
+    if converter not in CONVERTERS:
+        raise ConfigError(f"converter: {converter!r} is not one of {', '.join(CONVERTERS)}")
 
 
 def _check_outtype(outtype: str, quantize: list[str]) -> None:
@@ -31,9 +40,11 @@ class GGUFConfig:
     pre_tokenizer: str | None = option(None, help="llama.cpp pre-tokenizer name, when it cannot be detected")
     overwrite: bool = option(False, help="replace existing output files")
     trust_remote_code: bool = option(False, help="allow custom tokenizer code from the model directory")
+    converter: str = option("auto", help=_CONVERTER_HELP)
 
     def __post_init__(self):
         _check_outtype(self.outtype, self.quantize)
+        _check_converter(self.converter)
         if not self.output.endswith(".gguf"):
             raise ConfigError(f"output: {self.output!r} should end in .gguf")
 
@@ -99,25 +110,27 @@ class ExportStageConfig:
     answer_tokens: int = option(128, help="longest answer to `question`, in tokens")
     ollama: bool = option(False, help="write a Modelfile for ollama beside the GGUFs")
     overwrite: bool = option(True, help="replace earlier outputs (a recipe re-run re-exports)")
+    converter: str = option("auto", help=_CONVERTER_HELP)
 
     def __post_init__(self):
         _check_outtype(self.outtype, self.quantize)
+        _check_converter(self.converter)
 
 
 def export_all(model: str, output: Path, outtype: str, quantize: list[str], overwrite: bool,
-               pre_tokenizer: str | None = None, trust_remote_code: bool = False) -> list[Path]:
+               pre_tokenizer: str | None = None, trust_remote_code: bool = False, converter: str = "auto") -> list[Path]:
     """The base export, then one quantized file per type; returns all paths written."""
-    from subjectlm.export.gguf import export_gguf
+    from subjectlm.export.convert import export_model
     from subjectlm.export.quantize import quantize as quantize_file
     from subjectlm.models import resolve_model
 
     model_dir = resolve_model(model)
     if model_dir.suffix == ".gguf":
         raise ConfigError(f"model: {model} is already a GGUF; give the HF model directory")
-    result = export_gguf(model_dir, output, outtype, overwrite=overwrite, pre_tokenizer=pre_tokenizer,
-                         trust_remote_code=trust_remote_code)
+    result, used = export_model(model_dir, output, outtype, converter, overwrite=overwrite,
+                                pre_tokenizer=pre_tokenizer, trust_remote_code=trust_remote_code)
     print(f"wrote {result.path} ({result.arch}, {outtype}, {result.size_bytes / 2**20:.1f} MiB, "
-          f"end of turn {result.eot!r})", flush=True)
+          f"end of turn {result.eot!r}, {used} converter)", flush=True)
     paths = [result.path]
     for qtype in quantize:
         target = output.with_name(f"{output.stem}-{qtype.lower()}.gguf")
@@ -134,7 +147,7 @@ def run(config: ExportStageConfig) -> dict:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = export_all(config.model, out / f"model-{config.outtype}.gguf", config.outtype, config.quantize,
-                       config.overwrite)
+                       config.overwrite, converter=config.converter)
     summary = [f"{len(paths)} GGUF(s) in {out}"]
     if config.verify:
         from subjectlm.export.verify import format_table, verify

@@ -88,7 +88,12 @@ def gguf_logits(path: Path, token_ids: list[int], lora: str | Path | None = None
     """[n, vocab] logits llama.cpp computes for the same tokens (and the open model)."""
     import numpy as np
 
-    llm = open_llama(path, n_ctx=max(64, len(token_ids)), logits_all=True, lora=lora)
+    import llama_cpp
+
+    # An f32 KV cache (llama.cpp's default is f16): the comparison then measures the weights' type, not
+    # the cache's rounding, and an f32 export can be held to ~1e-7 mean KL.
+    llm = open_llama(path, n_ctx=max(64, len(token_ids)), logits_all=True, lora=lora,
+                     type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32)
     try:
         llm.eval(token_ids)
         return np.array(llm.scores[: len(token_ids)], dtype=np.float32), llm
