@@ -56,7 +56,7 @@ def test_good_recipe_prints_the_plan(capsys):
 
 def test_missing_recipe_is_a_usage_error(capsys, tmp_path):
     assert main(["run", str(tmp_path / "nope.yaml"), "--dry-run"]) == 2
-    assert capsys.readouterr().err.strip() == f"error: recipe {tmp_path / 'nope.yaml'} does not exist"
+    assert capsys.readouterr().err.strip() == f"error: config file {tmp_path / 'nope.yaml'} does not exist"
 
 
 def test_tab_inside_a_block_scalar_is_text(tmp_path, capsys):

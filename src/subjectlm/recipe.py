@@ -179,7 +179,7 @@ def _key_lines(node: Any, where: tuple, out: dict[tuple, int]) -> dict[tuple, in
 def read_recipe_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple, int]]:
     """The recipe's mapping and the line of every key; a YAML error names its line and column."""
     if not path.is_file():
-        raise ConfigError(f"recipe {path} does not exist")
+        raise ConfigError(f"config file {path} does not exist")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

@@ -206,7 +206,7 @@ def _under(value: Any, folders: dict[str, str]) -> str | None:
 def check_recipe(path: str | Path, force: bool = False, only: list[str] | None = None) -> RecipeCheck:
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"recipe {path} does not exist")
+        raise ConfigError(f"config file {path} does not exist")
     report = RecipeCheck(path)
     try:
         recipe = load_recipe(path)
@@ -257,8 +257,10 @@ def require_valid_recipe(path: str | Path, log: Callable[[str], None] = print) -
     report = check_recipe(path)
     for line in finding_lines([], report.warnings, strict=False, show=20):
         log(line)
-    if not report.ok:
-        raise ConfigError(f"{path}: the recipe check found {len(report.problems)} problem(s); no stage was run "
+    if len(report.problems) == 1:
+        raise ConfigError(f"{report.problems[0]} (found by the recipe check: no stage was run)")
+    if report.problems:
+        raise ConfigError(f"{path}: the recipe check found {len(report.problems)} problems; no stage was run "
                           f"(`subjectlm run {path} --dry-run` shows the plan):\n"
                           + "\n".join(f"  {p}" for p in report.problems[:30]))
     return report
