@@ -123,3 +123,14 @@ def test_eval_exam_refuses_bad_files_before_loading_a_model(capsys, tmp_path):
     assert [line for line in err.splitlines() if line.startswith("error:")] == [
         f"error: 3 problems in the exam files of {root}:"]
     assert not (tmp_path / "out").exists()
+
+
+def test_eval_exam_names_an_unknown_subject(capsys, tmp_path):
+    root = DATA / "exam_mmlu"
+    code = main(["eval", "exam", "--data", str(root), "--split", "test", "--subjects", "astronomy,astrology",
+                 "--output_dir", str(tmp_path / "out")])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: 2 problems in the exam files of " + str(root) + ":",
+        f"  {root}/test/astronomy_test.csv:4: answer: 'F' is not one of A, B, C, D",
+        f"  {root}/test: subjects: 'astrology' has no file here (astrology_test.csv); available: astronomy"]

@@ -125,7 +125,9 @@ def check_exam(data_dir: str | Path, fmt: str = "auto", splits: tuple[str, ...] 
             path = csv_path(data_dir, fmt, split, subject)
             if not path.is_file():
                 if split != "dev":
-                    report.add([Problem(str(path), None, "file", f"subject {subject!r}: file not found")])
+                    shown = ", ".join(available[:8]) + (", ..." if len(available) > 8 else "")
+                    report.add([Problem(str(data_dir / split), None, "subjects",
+                                        f"{subject!r} has no file here ({path.name}); available: {shown or 'none'}")])
                 continue
             docs, found = scan_docs(path, fmt, subject, split)
             report.files[str(path)] = len(docs)
