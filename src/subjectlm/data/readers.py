@@ -278,7 +278,8 @@ def _file_items(path: Path, file: str, txt_mode: str) -> Iterator[RawRecord | Pr
     if text is None:
         return
     if not text.strip():
-        yield Problem(file, None, "file", "empty file (0 bytes): no records" if not data else "only whitespace: no records")
+        what = "empty file (0 bytes)" if not data else "only a byte-order mark" if not text else "only whitespace"
+        yield Problem(file, None, "file", f"{what}: no records")
     elif suffix == ".txt":
         yield from _text_documents(text, file, txt_mode)
     elif suffix == ".json" and text.lstrip().startswith("["):
