@@ -54,6 +54,15 @@ def test_good_recipe_prints_the_plan(capsys):
     assert "run (upstream pt runs)" in out[out.index(next(line for line in out if line.startswith("  2.")))]
 
 
+def test_a_model_path_must_be_a_model(capsys, tmp_path):
+    (tmp_path / "weights").mkdir()
+    path = tmp_path / "r.yaml"
+    path.write_text("model: weights\nstages:\n  - stage: merge\n    base: weights\n    lora: [weights]\n")
+    code, findings, _ = _dry_run(capsys, path)
+    assert (code, findings) == (1, [f"error: {path}:1: recipe: model: weights is not a model directory (no config.json)",
+                                    f"error: {path}:4: stage merge: base: weights is not a model directory (no config.json)"])
+
+
 def test_missing_recipe_is_a_usage_error(capsys, tmp_path):
     assert main(["run", str(tmp_path / "nope.yaml"), "--dry-run"]) == 2
     assert capsys.readouterr().err.strip() == f"error: config file {tmp_path / 'nope.yaml'} does not exist"

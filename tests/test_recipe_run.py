@@ -84,15 +84,15 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           timeout=300, env=env)
 
 
-def test_error_inside_a_stage_is_one_error_line(tmp_path):
-    (tmp_path / "not-a-model").mkdir()
+def test_error_inside_a_stage_is_one_error_line(tmp_path, tiny_llama_dir):
+    (tmp_path / "not-an-adapter").mkdir()  # exists, so the recipe check passes; the merge finds it out
     (tmp_path / "recipe.yaml").write_text(
-        "model: not-a-model\nstages:\n  - stage: merge\n    lora: [not-a-model]\n")
+        f"model: {tiny_llama_dir}\nstages:\n  - stage: merge\n    lora: [not-an-adapter]\n")
     proc = _cli("run", "recipe.yaml", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: {tmp_path / 'not-a-model'} is not a model directory (no config.json)"]
+    assert errors == [f"error: {tmp_path / 'not-an-adapter'}: not a LoRA adapter directory (no adapter_config.json)"]
     assert "[merge] failed" in proc.stdout
 
 

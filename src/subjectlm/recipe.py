@@ -271,7 +271,7 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
                               f"stages[{i}]", f"name: {name!r} is used twice; give each stage a distinct `name:`")
         names.add(name)
     base = path.parent.resolve()
-    recipe["_base"] = base
+    recipe["_base"], recipe["_model_as_written"] = base, recipe.get("model", "default")
     recipe["model"] = _resolve_path(recipe.get("model", "default"), base, "model")
     recipe["output_dir"] = Path(_resolve_path(recipe.get("output_dir", "runs/" + path.stem), base, "output_dir"))
     return recipe

@@ -135,6 +135,8 @@ def _path_problems(recipe: dict[str, Any], where: tuple, field: str, key: str, r
                               "the recipe breaks when its folder is copied or moved", warning=True))
     if key not in OUTPUT_KEYS and not Path(resolved).exists():
         found.append(_problem(recipe, where, field, f"{key}: {raw} does not exist ({resolved})"))
+    elif key in MODEL_KEYS and Path(resolved).is_dir() and not (Path(resolved) / "config.json").is_file():
+        found.append(_problem(recipe, where, field, f"{key}: {raw} is not a model directory (no config.json)"))
     return found
 
 
@@ -215,7 +217,7 @@ def check_recipe(path: str | Path, force: bool = False, only: list[str] | None =
         return report
     report.output_dir = recipe["output_dir"]
     if recipe["model"] not in DEFAULT_MODEL_ALIASES:
-        report.add(_path_problems(recipe, ("model",), "recipe", "model", recipe.get("model"), recipe["model"]))
+        report.add(_path_problems(recipe, ("model",), "recipe", "model", recipe["_model_as_written"], recipe["model"]))
     done = read_state(recipe["output_dir"])
     state = start_state(recipe)
     will_run: dict[str, str] = {}  # stage name -> its output folder, for stages that would run
