@@ -82,3 +82,17 @@ def test_demo_recipe_checks_clean(capsys):
     assert (code, findings) == (0, [])
     assert [line.split()[1] for line in out if line.startswith("  ") and line[2:4].rstrip(".").isdigit()] == [
         "pt", "sft", "dpo", "merge", "eval", "export", "arena"]
+
+
+def test_dry_run_loads_no_torch():
+    """Every stage's config module is light: checking the demo recipe imports neither torch nor transformers."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom subjectlm.cli import main\ncode = main(['run', 'examples/demo.yaml', '--dry-run'])\n"
+              "heavy = sorted(m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules)\n"
+              "print('heavy:', heavy)\nsys.exit(code)\n")
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "heavy: []"
