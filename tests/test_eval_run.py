@@ -69,6 +69,17 @@ class FakeBackend:
     def generate(self, prompts, max_new_tokens, add_special_tokens=True):
         return ["所以答案是" + re.findall(r"pick ([ABCD])", p)[-1] + "。" for p in prompts]
 
+    def score_continuations(self, contexts, continuations, add_special_tokens=True):
+        """Cloze: option text "4" is the likeliest after a question; after the bare cue (the neutral
+        context of PMI) it is far likelier still, so PMI prefers the first other option."""
+        out = []
+        for text, options in zip(contexts, continuations):
+            if self.fail_on and self.fail_on in text:
+                raise RuntimeError("simulated crash")
+            neutral = "pick" not in text
+            out.append([(-0.1 if o == "4" else -5.0) if neutral else (-1.0 if o == "4" else -3.0) for o in options])
+        return out
+
 
 def _config(exam_dir, out, **kw) -> ExamConfig:
     return ExamConfig(data=str(exam_dir), output_dir=str(out), shots=2, **kw)
@@ -230,11 +241,11 @@ def test_cli_exam_and_compare(exam_dir, tmp_path, tiny_llama_dir, capsys):
     assert main(args) == 0
     summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
     assert set(summary["subjects"]) == {"alpha", "beta"} and summary["count"] == 7
-    assert main(args) == 1  # exists, no --resume/--overwrite
+    assert main(args) == 2  # exists, no --resume/--overwrite: a user error
     assert "--resume" in capsys.readouterr().err
     assert main(["eval", "compare", str(tmp_path / "cli"), str(tmp_path / "cli"), "--output_dir",
                  str(tmp_path / "cmp")]) == 0
-    assert main(["eval", "exam", "--data", str(tmp_path / "nowhere")]) == 1
+    assert main(["eval", "exam", "--data", str(tmp_path / "nowhere")]) == 2
     assert "exam directory not found" in capsys.readouterr().err
 
 
@@ -245,3 +256,139 @@ def test_cli_help(action, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert {"exam": "--shots", "ppl": "--stride", "compare": "RUN_B"}[action] in out
+
+
+# -- scoring modes (letter and cloze side by side) --------------------------------------------------
+# Cloze with FakeBackend picks option "4" (D) under acc/acc_norm/acc_bytes and A under PMI:
+#   alpha answers A B D A -> cloze 1/4, pmi 2/4; beta B C C -> 0/3, 0/3; college_physics D D -> 2/2, 0/2.
+CLOZE_WANT = {"alpha": 0.25, "beta": 0.0, "college_physics": 1.0}
+PMI_WANT = {"alpha": 0.5, "beta": 0.0, "college_physics": 0.0}
+
+
+def test_scoring_both_summary_report_and_predictions(exam_dir, tmp_path):
+    out = tmp_path / "both"
+    summary = run_exam(_config(exam_dir, out, scoring="both"), log=lambda _: None, backend=FakeBackend())
+    assert summary["scoring_modes"] == ["letter", "cloze_acc", "cloze_acc_norm", "cloze_acc_bytes", "cloze_acc_pmi"]
+    assert summary["primary_mode"] == "letter" and summary["micro"] == pytest.approx(6 / 9)  # top level: letter
+    modes = summary["modes"]
+    assert modes["letter"]["macro"] == pytest.approx((0.75 + 1 / 3 + 1.0) / 3)
+    for mode in ("cloze_acc", "cloze_acc_norm", "cloze_acc_bytes"):
+        assert {h: s["accuracy"] for h, s in modes[mode]["subjects"].items()} == CLOZE_WANT
+        assert modes[mode]["micro"] == pytest.approx(3 / 9)
+        assert modes[mode]["categories"]["STEM"]["accuracy"] == pytest.approx((0.25 + 1.0) / 2)
+        assert modes[mode]["hard"]["accuracy"] == 1.0
+    assert {h: s["accuracy"] for h, s in modes["cloze_acc_pmi"]["subjects"].items()} == PMI_WANT
+    saved = json.loads((out / "summary.json").read_text())
+    assert set(saved["modes"]) == set(summary["modes"])
+    first = read_predictions(out / PREDICTIONS)[0]
+    assert first["modes"]["letter"] == {"prediction": "A", "correct": True}
+    assert first["modes"]["cloze_acc"] == {"prediction": "D", "correct": False}
+    assert first["modes"]["cloze_acc_pmi"] == {"prediction": "A", "correct": True}
+    assert first["cloze"]["logprobs"] == {"A": -3.0, "B": -3.0, "C": -3.0, "D": -1.0}
+    assert first["cloze"]["neutral_logprobs"] == {"A": -5.0, "B": -5.0, "C": -5.0, "D": -0.1}
+    report = (out / "report.md").read_text()
+    assert "| group | subjects | questions | letter % | cloze acc % | cloze acc_norm % | cloze acc_bytes % " \
+           "| cloze acc_pmi % |" in report
+    assert "| **overall** | 3 | 9 | 69.44 | 41.67 | 41.67 | 41.67 | 16.67 |" in report
+    assert "| alpha | 甲科 | STEM | 4 | 75.00 | 25.00 | 25.00 | 25.00 | 50.00 |" in report
+    assert (out / "categories.png").stat().st_size > 0
+
+
+def test_scoring_cloze_alone_heads_with_acc_norm(exam_dir, tmp_path):
+    class NoLetters(FakeBackend):
+        def score_next(self, *a, **k):
+            raise AssertionError("cloze scoring must not ask for letters")
+
+    summary = run_exam(_config(exam_dir, tmp_path / "cloze", scoring="cloze"), log=lambda _: None,
+                       backend=NoLetters())
+    assert summary["primary_mode"] == "cloze_acc_norm" and "letter" not in summary["modes"]
+    assert summary["micro"] == pytest.approx(3 / 9)
+    assert read_predictions(tmp_path / "cloze" / PREDICTIONS)[0]["prediction"] == "D"
+
+
+def test_cloze_prompts_sent(exam_dir, tmp_path):
+    seen = []
+
+    class Spy(FakeBackend):
+        def score_continuations(self, contexts, continuations, add_special_tokens=True):
+            seen.append((list(contexts), [list(c) for c in continuations], add_special_tokens))
+            return super().score_continuations(contexts, continuations, add_special_tokens)
+
+    run_exam(_config(exam_dir, tmp_path / "run", subjects=["beta"], scoring="cloze"), log=lambda _: None,
+             backend=Spy())
+    contexts, continuations, special = seen[0]
+    assert contexts[0] == ("以下是中国关于乙科考试的单项选择题，请选出其中的正确答案。\n\n"
+                           "shot0 of beta\n答案：x\n\nshot1 of beta\n答案：x\n\nq0 pick A\n答案：")
+    assert continuations[0] == ["1", "2", "3", "4"] and special is True
+    assert seen[1] == (["答案："], [["1", "2", "3", "4"]], True)  # the neutral context, each text once
+
+
+def test_scoring_both_resume_after_crash_equals_uninterrupted_run(exam_dir, tmp_path):
+    whole = tmp_path / "whole"
+    run_exam(_config(exam_dir, whole, scoring="both"), log=lambda _: None, backend=FakeBackend())
+    crashed = tmp_path / "crashed"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_exam(_config(exam_dir, crashed, scoring="both"), log=lambda _: None, backend=FakeBackend(fail_on="乙科"))
+    backend = FakeBackend()
+    summary = run_exam(_config(exam_dir, crashed, scoring="both", resume=True), log=lambda _: None, backend=backend)
+    assert backend.scored == 5
+    assert (crashed / PREDICTIONS).read_text() == (whole / PREDICTIONS).read_text()
+    assert summary["modes"]["cloze_acc"]["micro"] == pytest.approx(3 / 9)
+    with pytest.raises(Exception, match="other settings"):
+        run_exam(_config(exam_dir, crashed, scoring="letter", resume=True), log=lambda _: None, backend=backend)
+
+
+def test_resume_of_a_run_from_before_scoring_modes(exam_dir, tmp_path):
+    out = tmp_path / "old"
+    with pytest.raises(RuntimeError):
+        run_exam(_config(exam_dir, out), log=lambda _: None, backend=FakeBackend(fail_on="乙科"))
+    saved = json.loads((out / "run_config.json").read_text())
+    del saved["scoring"]  # as written before --scoring existed
+    (out / "run_config.json").write_text(json.dumps(saved))
+    lines = [json.loads(x) for x in (out / PREDICTIONS).read_text().splitlines()]
+    (out / PREDICTIONS).write_text("".join(json.dumps({k: v for k, v in r.items() if k != "modes"}) + "\n"
+                                           for r in lines))  # old records: letter at the top level only
+    summary = run_exam(_config(exam_dir, out, resume=True), log=lambda _: None, backend=FakeBackend())
+    assert summary["micro"] == pytest.approx(6 / 9) and summary["modes"]["letter"]["micro"] == pytest.approx(6 / 9)
+
+
+def test_cot_needs_letter_scoring(exam_dir, tmp_path):
+    from subjectlm.config import ConfigError
+
+    with pytest.raises(ConfigError, match="scoring"):
+        _config(exam_dir, tmp_path / "x", cot=True, scoring="both")
+    with pytest.raises(ConfigError, match="scoring"):
+        _config(exam_dir, tmp_path / "x", scoring="ppl")
+
+
+def test_compare_runs_mcnemar_per_scoring_mode(exam_dir, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_exam(_config(exam_dir, a, scoring="both"), log=lambda _: None, backend=FakeBackend())
+
+    class Better(FakeBackend):  # cloze now picks the right answer everywhere
+        def score_continuations(self, contexts, continuations, add_special_tokens=True):
+            out = []
+            for text, options in zip(contexts, continuations):
+                answer = "pick" in text and _correct_text(text)
+                out.append([-1.0 if answer and o == answer else -3.0 for o in options])
+            return out
+
+    run_exam(_config(exam_dir, b, scoring="both"), log=lambda _: None, backend=Better())
+    result = compare_runs(a, b, tmp_path / "cmp")
+    assert result["primary_mode"] == "letter" and result["overall"]["delta"] == 0  # letters unchanged
+    cloze = result["modes"]["cloze_acc"]["overall"]
+    assert (cloze["n"], cloze["acc_a"], cloze["acc_b"], cloze["a_only"], cloze["b_only"]) == (9, 3 / 9, 1.0, 0, 6)
+    assert cloze["p_value"] == pytest.approx(2 / 64)
+    text = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "## Every scoring mode" in text and "| cloze_acc | **overall** | 9 | 33.33 | 100.00 | +66.67 | 0 / 6 |" in text
+    letter_only = tmp_path / "c"
+    run_exam(_config(exam_dir, letter_only), log=lambda _: None, backend=FakeBackend())
+    assert set(compare_runs(letter_only, b, tmp_path / "cmp2")["modes"]) == {"letter"}  # modes both carry
+
+
+def _correct_text(context: str) -> str:
+    """The correct option's text (options are 1, 2, 3, 4) of the question a cloze context ends with."""
+    subject = next(h for h, (_, name, _) in MAPPING.items() if f"关于{name}考试" in context)
+    question = context.rsplit("\n\n", 1)[-1].split("\n")[0]
+    answer = dict(VAL[subject])[question]
+    return str("ABCD".index(answer) + 1)

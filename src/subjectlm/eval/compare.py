@@ -6,6 +6,10 @@ delta B − A, and the exact McNemar test: of the n discordant questions (right 
 one run, wrong in the other), b went A-right/B-wrong and c the reverse; under "no
 difference" b ~ Binomial(n, 1/2), and the two-sided p-value is
 min(1, 2 · P(X ≤ min(b, c))). Computed with integers, exactly.
+
+Runs scored in several modes (`--scoring both`) are compared in every mode both
+carry, each with its own McNemar test: `result["modes"][mode]`. The top level is
+the primary mode's (letter when both runs have it), as before scoring modes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from subjectlm.errors import UserError
+from subjectlm.eval.cloze import LETTER, mode_result, primary_mode
 from subjectlm.eval.exams import CATEGORIES
 from subjectlm.io import atomic_file, write_json, write_text
 
@@ -34,8 +39,14 @@ def mcnemar_exact(b: int, c: int) -> float:
     return float(min(Fraction(1), Fraction(2 * tail, 2 ** n)))
 
 
-def load_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[tuple[str, str], bool]]:
-    """A run's summary and its first repeat's graded answers {(subject, id): correct}."""
+def run_modes(summary: dict[str, Any]) -> list[str]:
+    """The scoring modes a run's summary carries (a summary from before modes existed: letter)."""
+    return list(summary.get("scoring_modes") or [LETTER])
+
+
+def load_run(run_dir: str | Path, mode: str | None = None) -> tuple[dict[str, Any], dict[tuple[str, str], bool]]:
+    """A run's summary and its first repeat's graded answers {(subject, id): correct} under `mode`
+    (default: the run's primary mode)."""
     from subjectlm.eval.runner import PREDICTIONS, read_predictions
 
     run_dir = Path(run_dir)
@@ -43,8 +54,12 @@ def load_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[tuple[str, str],
     if not summary_path.is_file():
         raise CompareError(f"{run_dir}: no summary.json: not a finished `subjectlm eval exam` output")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    graded = {(r["subject"], str(r["id"])): bool(r["correct"])
-              for r in read_predictions(run_dir / PREDICTIONS) if r["repeat"] == 0 and r["correct"] is not None}
+    mode = mode or primary_mode(run_modes(summary))
+    graded = {}
+    for r in read_predictions(run_dir / PREDICTIONS):
+        result = mode_result(r, mode) if r["repeat"] == 0 else None
+        if result is not None and result["correct"] is not None:
+            graded[(r["subject"], str(r["id"]))] = bool(result["correct"])
     return summary, graded
 
 
@@ -79,6 +94,23 @@ def compare(summary_a: dict, graded_a: dict, summary_b: dict, graded_b: dict) ->
     }
 
 
+def compare_modes(run_a: str | Path, run_b: str | Path) -> dict[str, Any]:
+    """`compare` in every scoring mode both runs carry; the top level is the primary mode's."""
+    summary_a, summary_b = load_run(run_a)[0], load_run(run_b)[0]
+    modes = [m for m in run_modes(summary_b) if m in run_modes(summary_a)]
+    if not modes:
+        raise CompareError(f"{run_a} ({', '.join(run_modes(summary_a))}) and {run_b} "
+                           f"({', '.join(run_modes(summary_b))}) share no scoring mode")
+    per_mode = {}
+    for mode in modes:
+        _, graded_a = load_run(run_a, mode)
+        _, graded_b = load_run(run_b, mode)
+        per_mode[mode] = compare(summary_a, graded_a, summary_b, graded_b)
+    primary = primary_mode(modes)
+    return {**per_mode[primary], "primary_mode": primary,
+            "modes": {m: {k: r[k] for k in ("subjects", "categories", "overall")} for m, r in per_mode.items()}}
+
+
 def _row(name: str, s: dict[str, Any]) -> str:
     flag = " *" if s["p_value"] < 0.05 else ""
     return (f"| {name} | {s['n']} | {100 * s['acc_a']:.2f} | {100 * s['acc_b']:.2f} | {100 * s['delta']:+.2f} "
@@ -93,6 +125,14 @@ def render_markdown(result: dict[str, Any], name_a: str = "A", name_b: str = "B"
              _row("**overall**", result["overall"])]
     lines += [_row(c, s) for c, s in result["categories"].items()]
     lines += ["", *head] + [_row(s, v) for s, v in result["subjects"].items()]
+    modes = result.get("modes") or {}
+    if len(modes) > 1:
+        lines += ["", f"## Every scoring mode (the tables above: {result['primary_mode']})", "",
+                  "| mode | group | questions | A % | B % | Δ (B−A) | A-only / B-only right | p |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
+        for mode, r in modes.items():
+            lines.append("| " + mode + " " + _row("**overall**", r["overall"]))
+            lines += ["| " + mode + " " + _row(c, s) for c, s in r["categories"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -103,6 +143,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     groups = list(result["categories"].items()) + [("Overall", result["overall"])]
+    # Other scoring modes: their overall pair each (the categories above are the primary mode's).
+    groups += [(mode.replace("cloze_", "cloze\n"), r["overall"]) for mode, r in (result.get("modes") or {}).items()
+               if mode != result.get("primary_mode")]
     xs = range(len(groups))
     fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2, 3.6))
     ax.bar([x - 0.2 for x in xs], [100 * g["acc_a"] for _, g in groups], 0.4, label="A", color="#999999")
@@ -113,7 +156,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.set_xticks(list(xs), [n for n, _ in groups])
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy %")
-    ax.set_title("B vs A (Δ in points, * p < 0.05, exact McNemar)")
+    primary = result.get("primary_mode", "letter")
+    ax.set_title(f"B vs A (Δ in points, * p < 0.05, exact McNemar; groups: {primary}, then other modes' overall)"
+                 if len(result.get("modes") or {}) > 1 else "B vs A (Δ in points, * p < 0.05, exact McNemar)")
     ax.legend()
     fig.tight_layout()
     with atomic_file(path, "wb") as handle:
@@ -123,9 +168,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def compare_runs(run_a: str | Path, run_b: str | Path, output_dir: str | Path | None = None) -> dict[str, Any]:
     """Compare two exam outputs; write compare.json/.md/.png into output_dir (default: RUN_B/compare)."""
-    summary_a, graded_a = load_run(run_a)
-    summary_b, graded_b = load_run(run_b)
-    result = compare(summary_a, graded_a, summary_b, graded_b)
+    result = compare_modes(run_a, run_b)
     out = Path(output_dir) if output_dir else Path(run_b) / "compare"
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "compare.json", result)

@@ -13,6 +13,19 @@ Answer-only, C-Eval (hkust-nlp/ceval, the llama/"answer only" evaluator):
 The model's next token after the question is read: the letter comes directly
 after the cue, with no space (`target_delimiter` ""). MMLU (hendrycks/test) puts
 " X" after "Answer:", CMMLU (haonan-li/CMMLU) prefixes each item with 题目：.
+
+Cloze ("answer text") prompts, for `--scoring cloze`: the same header, item prefix
+and cue, but no lettered options; each shot is followed by its correct option's
+text, and each option's text is scored as the continuation of the question:
+
+    以下是中国关于{科目}考试的单项选择题，请选出其中的正确答案。\n\n      header (unchanged)
+    {q}\n答案：{correct option text}\n\n                              each shot
+    {q}\n答案：                                                      the context
+    {option text}                                                   each continuation
+
+The header keeps its official words so that a letter prompt and a cloze prompt
+differ only in the option lines and in what follows the cue. MMLU's continuation
+is " " + text (its target delimiter), as its letter is " X".
 """
 
 from __future__ import annotations
@@ -143,4 +156,53 @@ def chat_messages(s: PromptStyle, subject: str, shots: Sequence[ExamDoc], doc: E
                          {"role": "assistant", "content": str(x.answer)}]
         lead = ""
     messages.append({"role": "user", "content": lead + question(s, doc, cot)})
+    return messages
+
+
+# -- cloze: option text as the continuation -------------------------------------------------------
+
+def correct_text(doc: ExamDoc) -> str:
+    if doc.answer is None:
+        raise ValueError(f"few-shot example {doc.subject}/{doc.id} has no answer")
+    return doc.options[LETTERS.index(doc.answer)]
+
+
+def cloze_question(s: PromptStyle, doc: ExamDoc) -> str:
+    """The question without its options, ending with the cue after which an option's text is scored."""
+    return s.item_prefix + doc.question + s.answer_cue
+
+
+def cloze_shot(s: PromptStyle, doc: ExamDoc) -> str:
+    """A solved example in cloze form: the question, the cue, the correct option's text and a blank line."""
+    return cloze_question(s, doc) + s.target_delimiter + correct_text(doc) + "\n\n"
+
+
+def cloze_prompt(s: PromptStyle, subject: str, shots: Sequence[ExamDoc], doc: ExamDoc) -> str:
+    """The context of every option of `doc`: header, cloze shots in file order, the question."""
+    return header(s, subject) + "".join(cloze_shot(s, x) for x in shots) + cloze_question(s, doc)
+
+
+def cloze_continuations(s: PromptStyle, doc: ExamDoc) -> list[str]:
+    """What is scored after the context, one per option: the delimiter, then the option's text."""
+    return [s.target_delimiter + text for text in doc.options]
+
+
+def neutral_context(s: PromptStyle) -> str:
+    """The context of the unconditional log-prob in PMI scoring: the bare answer cue (答案：, Answer:)."""
+    return s.answer_cue.lstrip("\n")
+
+
+def cloze_chat_messages(s: PromptStyle, subject: str, shots: Sequence[ExamDoc], doc: ExamDoc) -> list[dict[str, str]]:
+    """The `--with_prompt` cloze variant: each shot a user turn answered by its correct option's text.
+
+    The options are then scored as the start of the assistant's reply (no delimiter:
+    the template separates the turns).
+    """
+    messages: list[dict[str, str]] = []
+    lead = header(s, subject)
+    for x in shots:
+        messages += [{"role": "user", "content": lead + cloze_question(s, x)},
+                     {"role": "assistant", "content": correct_text(x)}]
+        lead = ""
+    messages.append({"role": "user", "content": lead + cloze_question(s, doc)})
     return messages

@@ -4,6 +4,12 @@ Predictions are appended to predictions.jsonl as each chunk of questions is
 answered (and flushed), so `--resume` after a crash skips what is already there;
 the summary, report, chart and submission are written atomically at the end
 from all predictions.
+
+`--scoring` picks how a question is answered: `letter` (the official next-token
+letter), `cloze` (each option's text scored as the continuation of the question,
+four metrics, see cloze.py) or `both`. Each record carries every scored mode under
+`modes` (and the cloze log-likelihoods under `cloze`); its top-level `prediction`
+and `correct` are the primary mode's: letter when scored, else cloze_acc_norm.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from subjectlm.config import ConfigError, option, to_dict
-from subjectlm.eval import cla3, legacy_outputs
-from subjectlm.eval import prompts as P
+from subjectlm.eval import cla3, legacy_outputs, prompts as P
+from subjectlm.eval.cloze import CLOZE_MODES, LETTER, SCORING, primary_mode, score_cloze, scoring_modes
 from subjectlm.eval.exams import SubjectExam, read_exam
 from subjectlm.eval.extract import extract_choice
 from subjectlm.io import prepare_output, read_jsonl, write_json
@@ -26,7 +32,8 @@ from subjectlm.models import DTYPE_CHOICES
 PREDICTIONS = "predictions.jsonl"
 CHUNK = 128  # questions scored per call: the prefix is recomputed once per chunk, predictions flushed after it
 # Settings that must match for --resume to continue an earlier run.
-RESUME_KEYS = ("model", "data", "format", "split", "shots", "with_prompt", "cot", "limit")
+RESUME_KEYS = ("model", "data", "format", "split", "shots", "with_prompt", "cot", "limit", "scoring", "prompt_style")
+RESUME_DEFAULTS = {"scoring": "letter", "prompt_style": "default"}  # what a run_config.json written before a key existed meant
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -42,6 +49,8 @@ class ExamConfig:
                         aliases=("--ntrain", "-k"))
     with_prompt: bool = option(False, help="wrap prompts in the model's chat template (shots as turns)")
     cot: bool = option(False, help="chain-of-thought: generate, then extract the letter by regex")
+    scoring: str = option("letter", help="letter (the official next-token letter), cloze (each option's text "
+                                         "scored as the continuation: acc, acc_norm, acc_bytes, acc_pmi) or both")
     n_times: int = option(1, help="repeat the exam K times; report mean and std")
     batch_size: int = option(8, help="questions per forward pass")
     output_dir: str = option("runs/eval", help="where predictions, summary and report go")
@@ -80,6 +89,10 @@ class ExamConfig:
             raise ConfigError(f"limit: must be at least 1, got {self.limit}")
         if self.resume and self.overwrite:
             raise ConfigError("resume and overwrite: give one or the other")
+        if self.scoring not in SCORING:
+            raise ConfigError(f"scoring: {self.scoring!r} is not one of {', '.join(SCORING)}")
+        if self.cot and self.scoring != "letter":
+            raise ConfigError("scoring: --cot generates an answer and reads its letter; it needs --scoring letter")
 
 
 def _softmax(values: list[float]) -> list[float]:
@@ -112,17 +125,29 @@ def answer_chunk(backend, exam: SubjectExam, docs: list[P.ExamDoc], config: Exam
                             "answer": doc.answer, "correct": None if doc.answer is None else pred == doc.answer,
                             "response": reply})
         return records
-    scores = backend.score_next(texts, P.continuations(style, len(letters)), add_special_tokens=special)
-    for doc, logprobs in zip(docs, scores):
-        probs = _softmax(logprobs)
-        pred = letters[max(range(len(letters)), key=lambda i: logprobs[i])]
-        records.append({
-            "repeat": repeat, "subject": exam.info.handle, "id": doc.id,
-            "probs": {k: round(p, 6) for k, p in zip(letters, probs)},
-            "logprobs": {k: round(v, 6) for k, v in zip(letters, logprobs)},
-            "prediction": pred, "answer": doc.answer,
-            "correct": None if doc.answer is None else pred == doc.answer,
-        })
+    modes = scoring_modes(config.scoring)
+    if LETTER in modes:
+        scores = backend.score_next(texts, P.continuations(style, len(letters)), add_special_tokens=special)
+        for doc, logprobs in zip(docs, scores):
+            probs = _softmax(logprobs)
+            pred = letters[max(range(len(letters)), key=lambda i: logprobs[i])]
+            correct = None if doc.answer is None else pred == doc.answer
+            records.append({
+                "repeat": repeat, "subject": exam.info.handle, "id": doc.id,
+                "probs": {k: round(p, 6) for k, p in zip(letters, probs)},
+                "logprobs": {k: round(v, 6) for k, v in zip(letters, logprobs)},
+                "prediction": pred, "answer": doc.answer, "correct": correct,
+                "modes": {LETTER: {"prediction": pred, "correct": correct}},
+            })
+    else:
+        records = [{"repeat": repeat, "subject": exam.info.handle, "id": doc.id, "answer": doc.answer, "modes": {}}
+                   for doc in docs]
+    if any(m in CLOZE_MODES for m in modes):
+        for record, cloze in zip(records, score_cloze(backend, style, exam.info.name, shots, docs, config.with_prompt)):
+            record["cloze"] = cloze["cloze"]
+            record["modes"].update(cloze["modes"])
+    for record in records:  # the top-level prediction is the primary mode's (letter when scored)
+        record.update(record["modes"][primary_mode(modes)])
     return records
 
 
@@ -140,7 +165,7 @@ def _prepare_output(out: Path, config: ExamConfig) -> list[dict[str, Any]]:
         saved = out / "run_config.json"
         if saved.is_file():
             before = json.loads(saved.read_text(encoding="utf-8"))
-            changed = [k for k in RESUME_KEYS if before.get(k) != settings[k]]
+            changed = [k for k in RESUME_KEYS if before.get(k, RESUME_DEFAULTS.get(k)) != settings[k]]
             if changed:
                 raise ConfigError(f"resume: {out} was run with other settings ({', '.join(changed)}); "
                                   "use a new output_dir or --overwrite")
@@ -159,6 +184,9 @@ def run_exam(config: ExamConfig, log: Callable[[str], None] = print, backend=Non
     from subjectlm.eval.backends import load_backend
     from subjectlm.eval.report import summarize, write_report
 
+    from subjectlm.eval.exam_check import require_valid_exam
+
+    require_valid_exam(config.data, config.format, config.split, config.subjects or None, log)  # refuse bad files first
     fmt, exams = read_exam(config.data, config.format, config.split, config.subjects or None)
     legacy_outputs.adopt_parent_mapping(Path(config.data), exams)
     for line in legacy_outputs.notes(config):
@@ -194,7 +222,8 @@ def run_exam(config: ExamConfig, log: Callable[[str], None] = print, backend=Non
                 records += new
                 bar.update(len(new))
     meta = {"model": config.model, "data": config.data, "format": fmt, "split": config.split,
-            "shots": config.shots, "with_prompt": config.with_prompt, "cot": config.cot, "n_times": config.n_times}
+            "shots": config.shots, "with_prompt": config.with_prompt, "cot": config.cot, "n_times": config.n_times,
+            "scoring": config.scoring, "scoring_modes": list(scoring_modes(config.scoring))}
     summary = summarize(records, [e.info for e in exams], meta)
     write_report(out, summary, records)
     legacy_outputs.write_takes(out, config, fmt, exams, records, log)

@@ -1,6 +1,6 @@
 """Eval backends: a model that answers scoring and generation requests and knows nothing about exams.
 
-A backend has three methods (the `Backend` protocol). Which one is used is a
+A backend has four methods (the `Backend` protocol). Which one is used is a
 plain dict from name to loader; each loader imports its library only when used,
 and a missing library is a clear error naming the package to install.
 """
@@ -22,6 +22,14 @@ class Backend(Protocol):
 
         Prompts that share a leading token prefix (the header and shots of one subject)
         may be answered with that prefix computed once.
+        """
+
+    def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                            add_special_tokens: bool = True) -> list[list[float]]:
+        """Cloze scoring: for each context, the summed log-probability of each of its continuations' tokens.
+
+        Tokens are split as lm-eval splits them: context and context+continuation tokenized
+        apart, the continuation being what the whole adds after the context's tokens.
         """
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int, add_special_tokens: bool = True) -> list[str]:

@@ -158,13 +158,7 @@ class HFBackend(TokenizerText):
         prefix_cache = None
         with torch.inference_mode():
             if prefix_len > 0:
-                ids = torch.tensor([list(seqs[0][:prefix_len])], device=self.device)
-                # Only the cache is wanted: skip the vocabulary projection of every prefix position.
-                try:
-                    out = self.model(input_ids=ids, use_cache=True, logits_to_keep=1)
-                except TypeError:
-                    out = self.model(input_ids=ids, use_cache=True)
-                prefix_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+                prefix_cache = self.prefix_cache(seqs[0][:prefix_len])
             # Longest first: the peak-memory batch comes first, and similar lengths pad less.
             order = sorted(range(len(seqs)), key=lambda i: -len(seqs[i]))
             results: list[list[float]] = [[] for _ in seqs]
@@ -184,6 +178,26 @@ class HFBackend(TokenizerText):
                 for i, row in zip(batch, rows):
                     results[i] = row[torch.tensor(list(wanted[i]), device=row.device)].tolist()
         return results
+
+    def prefix_cache(self, ids: Sequence[int]):
+        """The batch-1 KV cache of a shared prefix (call under inference_mode)."""
+        import torch
+
+        tokens = torch.tensor([list(ids)], device=self.device)
+        # Only the cache is wanted: skip the vocabulary projection of every prefix position.
+        try:
+            out = self.model(input_ids=tokens, use_cache=True, logits_to_keep=1)
+        except TypeError:
+            out = self.model(input_ids=tokens, use_cache=True)
+        return getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+
+    def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                            add_special_tokens: bool = True) -> list[list[float]]:
+        """Cloze: for each context, the summed log-prob of each of its continuations (continuations.py)."""
+        from subjectlm.eval.backends.continuations import continuation_logprobs, encode_requests
+
+        context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens)
+        return continuation_logprobs(self, context_ids, option_ids)
 
     def _forward_batch(self, suffixes: list[Sequence[int]], prefix_len: int, cache, shared=None):
         """Log-probs after each suffix; `cache` (already of this batch size) holds the prefix and grows,

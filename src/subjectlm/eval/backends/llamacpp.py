@@ -5,6 +5,12 @@ is llama.cpp's own: the subject's shared prefix is decoded once; for each questi
 the context is cut back to the prefix (`n_tokens`; `eval` drops the KV cells
 after it) and only the question's tokens are decoded. Logits are the context's raw
 last-token logits, never a sampler's.
+
+Cloze (`score_continuations`) reuses two levels the same way: the subject prefix once,
+each question once, and each option decoded token by token after the question's cells
+(`n_tokens` cut back to the question's end before the next option). Token by token,
+because the context keeps only its last position's logits (`logits_all=False`: a
+full-vocabulary row per position of an 8k context would be gigabytes).
 """
 
 from __future__ import annotations
@@ -78,6 +84,34 @@ class LlamaCppBackend:
             self.llm.eval(seq[prefix_len:])
             logprobs = self._last_logprobs()
             out.append([float(logprobs[i]) for i in self.continuation_ids(text, continuations)])
+        return out
+
+    def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                            add_special_tokens: bool = True) -> list[list[float]]:
+        from subjectlm.eval.backends.continuations import encode_requests
+
+        context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens)
+        prefix_len = common_prefix_length(context_ids) if self.prefix_reuse else 0
+        self.llm.reset()
+        if prefix_len:
+            self.llm.eval(context_ids[0][:prefix_len])
+        out = []
+        for context, options in zip(context_ids, option_ids):
+            self.llm.n_tokens = prefix_len  # the next eval drops the previous question's cells
+            self.llm.eval(context[prefix_len:])
+            first = self._last_logprobs()
+            row = []
+            for tokens in options:
+                if not tokens:  # no tokens of its own: cannot be chosen (as in the hf backend)
+                    row.append(float("-inf"))
+                    continue
+                total = float(first[tokens[0]])
+                self.llm.n_tokens = len(context)  # keep the question's cells, drop the previous option's
+                for token, following in zip(tokens, tokens[1:]):
+                    self.llm.eval([token])
+                    total += float(self._last_logprobs()[following])
+                row.append(total)
+            out.append(row)
         return out
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int, add_special_tokens: bool = True) -> list[str]:

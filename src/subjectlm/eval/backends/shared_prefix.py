@@ -12,15 +12,32 @@ within 1e-4). On CPU both parts run in SDPA's fused flash kernel, which also ret
 Questions are right-padded: padding sits after every real token of its row, so causal attention
 alone keeps it invisible to the positions we read; no mask is needed.
 
+A second level, for cloze scoring (`question_kv`): the rows are a question's options, and each row
+also attends to its own question's tokens, computed once per question (a batch of questions whose
+cache holds only their own keys/values). Each row reads its question's keys through an index
+(`rows`), right-padded question keys are masked by length, and the three parts (subject prefix,
+question, the option's own tokens) merge by log-sum-exp into one softmax, as two do.
+
 `SHARED_PREFIX` is registered as an attention implementation. Called without `prefix_kv` (the
 prefix's own forward, generation) it is plain SDPA with transformers' usual masks.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+
+@dataclass
+class QuestionKV:
+    """The second prefix level: per layer (keys, values) [Q, Hkv, L, D] of Q right-padded questions,
+    `rows` [B] the question of each row, `lengths` [Q] each question's real length."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    rows: torch.Tensor
+    lengths: torch.Tensor
 
 SHARED_PREFIX = "subjectlm_shared_prefix"
 
@@ -28,9 +45,10 @@ SHARED_PREFIX = "subjectlm_shared_prefix"
 def shared_prefix_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                             attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                             prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                            question_kv: QuestionKV | None = None,
                             **kwargs: Any) -> tuple[torch.Tensor, None]:
-    """query [B, H, S, D], key/value [B, Hkv, S, D]; prefix_kv[layer] = keys, values [1, Hkv, P, D].
-    Returns [B, S, H, D]."""
+    """query [B, H, S, D], key/value [B, Hkv, S, D]; prefix_kv[layer] = keys, values [1, Hkv, P, D];
+    question_kv optional (see QuestionKV). Returns [B, S, H, D]."""
     if prefix_kv is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -51,12 +69,39 @@ def shared_prefix_attention(module: torch.nn.Module, query: torch.Tensor, key: t
     own_keys = key.repeat_interleave(g, dim=1) if g > 1 else key
     own_values = value.repeat_interleave(g, dim=1) if g > 1 else value
     out_own, lse_own = _attention_with_lse(query, own_keys, own_values, True, scale)
-    # One softmax over both parts: weight each part's output by its share of the total mass.
-    top = torch.maximum(lse_prefix, lse_own)
-    w_prefix, w_own = (lse_prefix - top).exp(), (lse_own - top).exp()
-    total = w_prefix + w_own
-    out = out_prefix * (w_prefix / total).unsqueeze(-1) + out_own * (w_own / total).unsqueeze(-1)
-    return out.transpose(1, 2).contiguous(), None
+    parts = [(out_prefix, lse_prefix), (out_own, lse_own)]
+    if question_kv is not None:
+        parts.append(_question_part(query, question_kv, module.layer_idx, scale))
+    return _merge(parts).transpose(1, 2).contiguous(), None
+
+
+def _merge(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """One softmax over all parts: weight each part's output by its share of the total mass."""
+    top = parts[0][1]
+    for _, lse in parts[1:]:
+        top = torch.maximum(top, lse)
+    weights = [(lse - top).exp() for _, lse in parts]
+    total = sum(weights)
+    merged = sum(out * (w / total).unsqueeze(-1) for (out, _), w in zip(parts, weights))
+    return merged.to(parts[0][0].dtype)  # the CPU kernel's lse is float32: a bf16 model wants bf16 back
+
+
+def _question_part(query: torch.Tensor, question_kv: QuestionKV, layer: int,
+                   scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's queries against its own question's keys (all of them: the question precedes the option)."""
+    keys, values = question_kv.layers[layer]
+    keys, values = keys[question_kv.rows], values[question_kv.rows]  # [B, Hkv, L, D]: a few hundred tokens
+    b, h, s, d = query.shape
+    hkv, length = keys.shape[1], keys.shape[2]
+    g = h // hkv
+    folded = query.reshape(b, hkv, g * s, d)  # the g query heads of a key head share its keys
+    lengths = question_kv.lengths[question_kv.rows]
+    padded = torch.arange(length, device=keys.device).unsqueeze(0) >= lengths.unsqueeze(1)  # [B, L]
+    scores = torch.matmul(folded, keys.transpose(-1, -2)) * scale
+    scores = scores.masked_fill(padded[:, None, None, :], float("-inf"))
+    lse = scores.logsumexp(-1)
+    out = torch.matmul((scores - lse.unsqueeze(-1)).exp(), values)
+    return out.reshape(b, h, s, d), lse.reshape(b, h, s)
 
 
 def _attention_with_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, causal: bool,

@@ -7,6 +7,12 @@ the model's plain next-token log-probs, like the other backends' and unlike a to
 can miss a letter. The four requests of a question, and all questions of a subject, share their
 prompt's KV blocks through vLLM's automatic prefix caching, so the shared shots are computed once.
 
+Cloze (`score_continuations`): one request per option whose prompt is context+continuation, with
+`prompt_logprobs=0`, which returns each prompt token's own log-prob from the raw logits; the
+continuation's are summed. Tokens split as in the hf backend (continuations.encode_pair). vLLM
+does not read cached prefix blocks for a request that asks for prompt log-probs (they need every
+position's logits), so cloze here recomputes each prompt: correct, not fast.
+
 Not run on this project's CPU-only machines: a unit test drives the glue through a stand-in engine.
 """
 
@@ -51,6 +57,32 @@ class VLLMBackend(TokenizerText):
                 step = outputs[k].outputs[0].logprobs[0]  # {token id: Logprob} of the one generated token
                 row.append(float(step[token].logprob))
                 k += 1
+            scores.append(row)
+        return scores
+
+    def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                            add_special_tokens: bool = True) -> list[list[float]]:
+        from subjectlm.eval.backends.continuations import encode_requests
+
+        context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens)
+        requests, spans = [], []
+        for context, options in zip(context_ids, option_ids):
+            for tokens in options:
+                if tokens:
+                    requests.append({"prompt_token_ids": list(context) + list(tokens)})
+                    spans.append((len(context), tokens))
+        params = self.vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outputs = iter(self.llm.generate(requests, params, use_tqdm=False) if requests else [])
+        scores = []
+        for context, options in zip(context_ids, option_ids):
+            row = []
+            for tokens in options:
+                if not tokens:  # no tokens of its own: cannot be chosen (as in the hf backend)
+                    row.append(float("-inf"))
+                    continue
+                # prompt_logprobs[i]: {token id: Logprob} at prompt position i (None at 0), the actual token included
+                steps = next(outputs).prompt_logprobs
+                row.append(sum(float(steps[len(context) + k][t].logprob) for k, t in enumerate(tokens)))
             scores.append(row)
         return scores
 
