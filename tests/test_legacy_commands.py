@@ -186,8 +186,8 @@ def test_run_sft_sh(sft_run):
 
 
 def test_do_eval_false_skips_evaluation_and_do_train_false_is_refused(tiny_llama_untied_dir, tmp_path, capsys):
-    from subjectlm.config import config_from_args
     from subjectlm.cli import build_parser
+    from subjectlm.config import config_from_args
     from subjectlm.train.config import SFTConfig
 
     args = build_parser().parse_args(["sft", "--model", str(tiny_llama_untied_dir), "--data", "x.json",

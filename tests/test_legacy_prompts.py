@@ -125,3 +125,23 @@ def test_letter_scores_equal_generate_output_scores(tiny_llama_dir):
     scores, top = letter_scores(raw, ids, bare, colon)
     assert scores == pytest.approx(expected, rel=1e-5, abs=1e-4)
     assert top == int(reference.argmax())
+
+
+def test_on_the_llama3_vocabulary_the_two_letter_tokens_are_one():
+    """With Llama 3's tokenizer "：A" is "：" + "A", so the old score counts the bare letter twice; and "\\nA. "
+    puts every letter token in the prompt, so the repetition penalty shifts all four alike (argmax unchanged)."""
+    from conftest import SHARED
+    from subjectlm.eval.cla3 import letter_token_ids
+
+    vocab = SHARED / "llama-vocabs" / "ggml-vocab-llama-bpe.gguf"
+    if not vocab.is_file():
+        pytest.skip(f"{vocab} not present")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(vocab.parent), gguf_file=vocab.name)
+    encode = lambda t, add_special_tokens=True: tok(t, add_special_tokens=add_special_tokens)["input_ids"]  # noqa: E731
+    bare, colon = letter_token_ids(encode)
+    assert bare == colon
+    prompt_ids = set(encode(C.prompt("逻辑学", [], QUESTION, few_shot=False, with_prompt=True)))
+    assert set(bare) <= prompt_ids
+    assert encode("<|begin_of_text|><|start_header_id|>", add_special_tokens=False) == [128000, 128006]

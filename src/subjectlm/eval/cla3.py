@@ -9,6 +9,10 @@ vocabularies, then simply counted twice). The prediction is the letter with the 
 "model output" it saved is the decoded top token of all processed scores. `letter_scores` does
 exactly that on raw logits; the rest feeds it one question at a time, as the old script did, through
 the transformers backend (raw logits over the whole vocabulary are needed for the penalty).
+
+On Llama 3's vocabulary "：A" is "：" + "A" and every option line "\nA. " puts the letter tokens in the
+prompt, so there the penalty shifts the four letters alike and the prediction is the raw-logit argmax;
+it still changes the saved model output, and other vocabularies may differ (tests/test_legacy_prompts.py).
 """
 
 from __future__ import annotations

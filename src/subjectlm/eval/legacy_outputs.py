@@ -4,6 +4,7 @@ Flags (resolved on ExamConfig by `resolve_config`):
     --few_shot False      zero-shot, whatever --ntrain/-k (= our --shots) says; -k -1: every dev row
     --do_test True        the test split (our --split test)
     --do_save_csv True    take{K}/{subject}_test.csv: the split's rows + model_output + correctness
+                          (named _test.csv whatever the split, as the old script named it)
     no --data             the old layout in the working directory: data/{dev,val,test} + subject_mapping.json
 
 Files (written by `write_takes` beside ours, for C-Eval runs), per repeat K of --n_times:
