@@ -36,3 +36,19 @@ def test_help_does_not_import_torch():
 def test_no_command_prints_help_and_exits_2(capsys):
     assert main([]) == 2
     assert "usage: subjectlm" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command, flags", [
+    (["pt"], ["--data_cache_dir", "--preprocessing_num_workers", "--do_train", "--low_cpu_mem_usage",
+              "--logging_strategy", "--save_strategy", "--logging_first_step", "--ddp_find_unused_parameters"]),
+    (["sft"], ["--do_eval", "--evaluation_strategy", "--eval_strategy", "--quant_type", "--double_quant"]),
+    (["merge"], ["--base_model", "--lora_model", "--output_type", "--verbose"]),
+    (["eval", "exam"], ["--model_path", "--few_shot", "--with_prompt", "--n_times", "--ntrain", "-k",
+                        "--do_save_csv", "--do_test", "--prompt_style", "--use_flash_attention_2", "--verbose"]),
+])
+def test_help_lists_the_chinese_llama_alpaca_3_flags(command, flags, capsys):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = capsys.readouterr().out
+    for flag in flags:
+        assert flag in text, flag

@@ -41,6 +41,8 @@ class TrainConfig:
     modules_to_save: list[str] = option([], help="modules trained in full and saved with the adapter, e.g. embed_tokens,lm_head")
     full_finetuning: bool = option(False, help="train all weights, no LoRA (saves a full model)")
     load_in_kbits: int = option(16, help="4 or 8: QLoRA base weights through bitsandbytes (GPU only); 16: off")
+    quant_type: str = option("nf4", help="4-bit data type of --load_in_kbits 4", choices=("nf4", "fp4"))
+    double_quant: bool = option(True, help="with --load_in_kbits 4: quantize the quantization constants too")
     peft_path: str = option("", help="an existing LoRA adapter to continue training (its rank and modules are kept)")
     trust_remote_code: bool = option(False, help="allow model code from the model directory")
     # --- optimisation

@@ -109,7 +109,8 @@ def load_model_for_training(config: TrainConfig, tokenizer: Any, packed: bool) -
         compute = torch.bfloat16 if config.bf16 else torch.float16 if config.fp16 else torch.float32
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=config.load_in_kbits == 4, load_in_8bit=config.load_in_kbits == 8,
-            bnb_4bit_compute_dtype=compute, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)
+            bnb_4bit_compute_dtype=compute, bnb_4bit_quant_type=config.quant_type,
+            bnb_4bit_use_double_quant=config.double_quant)
     path = resolve_model(config.model)
     attn = register_varlen() if packed else "sdpa"
     model = AutoModelForCausalLM.from_pretrained(
