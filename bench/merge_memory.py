@@ -74,7 +74,7 @@ def build_base(path: Path) -> None:
     target = sum(sizes) / SHARDS
     groups: list[list[int]] = [[]]
     filled = 0.0
-    for index, size in enumerate(tensors):
+    for index, _ in enumerate(tensors):
         if groups[-1] and filled + sizes[index] / 2 > target * len(groups) and len(groups) < SHARDS:
             groups.append([])
         groups[-1].append(index)
