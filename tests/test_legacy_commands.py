@@ -296,9 +296,9 @@ def test_do_test_and_do_save_csv(old_layout, tiny_llama_untied_dir):
 def test_cla3_style_runs_the_old_scoring(old_layout, tiny_llama_untied_dir, capsys):
     out = old_layout / "cla3"
     assert main([*eval_py(tiny_llama_untied_dir, out, few_shot="True", with_prompt="True", do_save_csv="True"),
-                 "--prompt_style", "cla3", "--verbose"]) == 0
+                 "--prompt_style", "cla3", "--verbose", "--limit", "16"]) == 0
     records = _predictions(out)
-    assert len(records) == 64 and all(set(r["scores"]) == set("ABCD") for r in records)
+    assert len(records) == 16 and all(set(r["scores"]) == set("ABCD") for r in records)
     for r in records:
         assert r["prediction"] == max(r["scores"], key=r["scores"].get)
     assert "好的，我会结合凯斯特雷尔岛地质相关知识回答" in capsys.readouterr().out  # --verbose prints the prompt
