@@ -3,7 +3,19 @@
 Stages are plain functions over typed config dataclasses; the CLI (`subjectlm ...`)
 only parses flags and YAML and calls them. Heavy libraries (torch, transformers)
 are imported inside the stage functions so that `import subjectlm` and
-`subjectlm --help` stay fast.
+`subjectlm --help` stay fast. Top to bottom, as import-linter checks the layers (pyproject.toml):
+
+    cli.py, commands/    the command line: parse flags + YAML, call one function; user errors caught once
+    recipe.py            `subjectlm run`: stages in order (recipe_check.py: --dry-run; recipe_freshness.py: keys)
+    report/              one validation page per recipe run
+    train/ merge/ eval/ export/ serve/ arena/    the stages
+    backends/            one model layer for generation (hf, llama.cpp, vLLM)
+    data/                data files -> validated records, every problem as file:line
+    scoring/             pure scores and paired statistics shared by the stages
+    models.py            the embedded default model, local model directories, the one dtype table
+    io.py                atomic outputs, JSON lines, the output-directory policy
+    config.py            typed config dataclasses <- YAML <- flags; option(choices=, min=)
+    errors.py            UserError: what a user can fix
 """
 
 import os

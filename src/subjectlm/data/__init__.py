@@ -8,6 +8,12 @@ A bad record raises `DataError` listing every problem as `file:line: field: what
 unless `skip_invalid=True`: then it is skipped, counted and kept in `Loaded.problems`.
 A warning (a UTF-8 BOM) never stops loading; it is kept in `Loaded.warnings`. One file holds one
 record format: an alpaca record in a file of sharegpt records is an error naming its line.
+
+    __init__.py  load_pt / load_sft / load_dpo / iter_records: read, normalize, collect problems
+    readers.py   files -> raw records with line numbers (.jsonl .json .txt .parquet), fingerprints
+    formats.py   record formats (alpaca, sharegpt, messages, preference pairs) -> one shape per kind
+    check.py     `subjectlm data check`: counts, lengths, duplicates and every problem
+    errors.py    Problem (file:line: field: message), DataError, DataFileNotFoundError
 """
 
 from __future__ import annotations

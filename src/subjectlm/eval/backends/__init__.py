@@ -3,6 +3,13 @@
 A backend has four methods (the `Backend` protocol). Which one is used is a
 plain dict from name to loader; each loader imports its library only when used,
 and a missing library is a clear error naming the package to install.
+
+    __init__.py       the Backend protocol, BackendUnavailable, load_backend()
+    hf.py             transformers: next-token log-probs from raw logits, shared prefix computed once
+    shared_prefix.py  attention for a batch that continues one shared prefix, without copying it
+    continuations.py  cloze log-likelihoods of continuations (hf), with two levels of reuse
+    llamacpp.py       a GGUF through llama-cpp-python
+    vllm.py           vLLM's engine (GPU machines)
 """
 
 from __future__ import annotations
