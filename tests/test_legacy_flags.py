@@ -130,3 +130,19 @@ def test_old_flags_that_change_nothing_say_so():
     assert legacy_outputs.notes(_exam()) == []
     lines = legacy_outputs.notes(_exam("--use_flash_attention_2", "--verbose"))
     assert len(lines) == 2 and all(line.startswith("note: --") for line in lines)
+
+
+def test_preprocessing_num_workers_reaches_trl_for_dpo_and_notes_say_where_it_cannot():
+    from trl import DPOConfig as TRLDPOConfig
+
+    from subjectlm.train.config import DPOConfig
+    from subjectlm.train.setup import training_arguments
+
+    args = build_parser().parse_args(["dpo", *BASE, "--preprocessing_num_workers", "3", "--report_to", "none",
+                                      "--data_cache_dir", "c", "--output_dir", "/tmp/subjectlm-test-legacy-flags"])
+    config = config_from_args(DPOConfig, args)
+    assert training_arguments(config, has_eval=False, group_by_length=False, cls=TRLDPOConfig).dataset_num_proc == 3
+    assert [n.split(":")[1].strip() for n in config.notes()] == ["--data_cache_dir changes nothing for dpo"]
+    streamed = config_from_args(PTConfig, build_parser().parse_args(
+        ["pt", *BASE, "--streaming", "--max_steps", "2", "--preprocessing_num_workers", "2"]))
+    assert len(streamed.notes()) == 1 and "--preprocessing_num_workers" in streamed.notes()[0]

@@ -172,6 +172,13 @@ class PTConfig(TrainConfig):
     def has_validation(self) -> bool:
         return bool(self.validation_file) or self.validation_split_percentage > 0
 
+    def notes(self) -> list[str]:
+        lines = super().notes()
+        if self.streaming and self.preprocessing_num_workers > 1:
+            lines.append("note: --preprocessing_num_workers changes nothing with --streaming: blocks are made "
+                         "on the fly, in the data loader's process")
+        return lines
+
 
 @dataclass
 class SFTConfig(TrainConfig):
@@ -212,3 +219,10 @@ class DPOConfig(TrainConfig):
             raise ConfigError(f"max_length: must be >= 8, got {self.max_length}")
         if self.template not in TEMPLATES:
             raise ConfigError(f"template: unknown template {self.template!r}; known: {', '.join(TEMPLATES)}")
+
+    def notes(self) -> list[str]:
+        lines = super().notes()
+        if self.data_cache_dir:
+            lines.append("note: --data_cache_dir changes nothing for dpo: TRL tokenizes the pairs in memory, "
+                         "nothing is cached")
+        return lines

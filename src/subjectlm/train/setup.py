@@ -13,6 +13,7 @@ Output directory layout (the adapter sits at the top so that `merge` and `chat` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -244,6 +245,8 @@ def training_arguments(config: TrainConfig, has_eval: bool, group_by_length: boo
     out = Path(config.output_dir)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(out / "runs")
     report = [r for r in config.report_to if r != "none"]
+    if config.preprocessing_num_workers > 1 and "dataset_num_proc" in {f.name for f in dataclasses.fields(cls)}:
+        extra.setdefault("dataset_num_proc", config.preprocessing_num_workers)  # TRL tokenizes dpo's pairs
     return cls(
         output_dir=str(out / CHECKPOINTS),
         per_device_train_batch_size=config.per_device_train_batch_size,
