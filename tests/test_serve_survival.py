@@ -56,14 +56,17 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="module", params=["hf", "llamacpp", "hf-default"])
+@pytest.fixture(scope="module", params=["hf", "hf-batched", "llamacpp", "hf-default"])
 def real_backend(request, tiny_llama_dir):
-    """The tiny models, and the default model (135M) on which a user first saw the server wedge."""
+    """The tiny models (hf one at a time and batched), and the default model (135M) on which a
+    user first saw the server wedge."""
     from subjectlm.backends import open_backend
 
-    models = {"hf": lambda: tiny_llama_dir, "llamacpp": lambda: request.getfixturevalue("tiny_gguf"),
+    models = {"hf": lambda: tiny_llama_dir, "hf-batched": lambda: tiny_llama_dir,
+              "llamacpp": lambda: request.getfixturevalue("tiny_gguf"),
               "hf-default": lambda: request.getfixturevalue("default_model_dir")}
-    backend = open_backend(models[request.param](), request.param.split("-")[0], n_ctx=1024)
+    backend = open_backend(models[request.param](), request.param.split("-")[0], n_ctx=1024,
+                           parallel=4 if request.param == "hf-batched" else 1)
     yield backend
     backend.close()
 
@@ -74,6 +77,7 @@ class Recording:
     def __init__(self, backend):
         self.backend, self.name, self.model_id = backend, backend.name, backend.model_id
         self.lock = backend.lock
+        self.parallel = getattr(backend, "parallel", 1)
         self.ended: list = []
 
     def stream(self, prompt, params, cancel=None):
@@ -346,11 +350,12 @@ def _one_request(url: str, i: int) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["hf", "llamacpp"])
+@pytest.mark.parametrize("kind", ["hf", "hf-serial", "llamacpp"])
 def test_three_rounds_of_16_mixed_requests(kind, tiny_llama_dir, tmp_path, request):
-    """16 at once, half streamed, a quarter leaving mid-stream; the default queue (8) refuses the rest."""
-    model = tiny_llama_dir if kind == "hf" else request.getfixturevalue("tiny_gguf")
-    with server_process(model, tmp_path) as (proc, url, log_path):
+    """16 at once, half streamed, a quarter leaving mid-stream; beyond the running ones (hf: 8 decoded
+    together, hf-serial and llama.cpp: 1) the default queue (8) takes 8 and refuses the rest."""
+    model = request.getfixturevalue("tiny_gguf") if kind == "llamacpp" else tiny_llama_dir
+    with server_process(model, tmp_path, *(["--parallel", "1"] if kind == "hf-serial" else [])) as (proc, url, log_path):
         httpx.post(url + "/v1/chat/completions", json={"messages": MESSAGES, "max_tokens": 4}, timeout=60)
         rss = {"before": _rss(proc.pid)}
         results = []

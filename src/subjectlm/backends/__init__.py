@@ -5,6 +5,7 @@
     device.py    default_device(): cuda when present, else cpu (the one place that decides)
     sampling.py  per-row seeded sampling, so an answer never depends on its batch neighbours
     hf.py        transformers: streamed one request at a time, generate() in left-padded batches
+    hf_batch.py  transformers: concurrent streams decoded together, step by step (`parallel` > 1)
     llamacpp.py  a GGUF through llama-cpp-python (open_llama, no torch on this path)
     vllm.py      vLLM's offline engine (GPU machines)
 
@@ -89,10 +90,12 @@ def per_prompt(params: GenParams | Sequence[GenParams], n: int) -> list[GenParam
 
 
 def open_backend(model: str | Path, backend: str = "auto", *, n_ctx: int = 4096, dtype: str = "fp32",
-                 device: str | None = None, batch_size: int = 8, trust_remote_code: bool = False) -> Backend:
+                 device: str | None = None, batch_size: int = 8, parallel: int = 1,
+                 trust_remote_code: bool = False) -> Backend:
     """`auto`: a .gguf file runs on llama.cpp, a model directory (or `default`) on transformers.
 
-    `n_ctx` is llama.cpp's context; `dtype`, `device` and `batch_size` are for hf; vLLM picks its own."""
+    `n_ctx` is llama.cpp's context; `dtype`, `device`, `batch_size` (generate) and `parallel` (concurrent
+    streams decoded together) are for hf; llama.cpp and vLLM run one stream at a time here."""
     from subjectlm.config import ConfigError
 
     is_gguf = str(model).endswith(".gguf")
@@ -111,7 +114,8 @@ def open_backend(model: str | Path, backend: str = "auto", *, n_ctx: int = 4096,
     if backend == "hf":
         from subjectlm.backends.hf import HFBackend
 
-        return HFBackend(model, dtype=dtype, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code)
+        return HFBackend(model, dtype=dtype, device=device, batch_size=batch_size, parallel=parallel,
+                         trust_remote_code=trust_remote_code)
     if backend == "vllm":
         from subjectlm.backends.vllm import VLLMBackend
 

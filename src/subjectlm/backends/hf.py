@@ -1,6 +1,6 @@
 """transformers generation: `stream` one request at a time, `generate` in left-padded batches.
 
-`stream` runs `model.generate` in a thread and reads its text through a
+`stream` (with `parallel` 1) runs `model.generate` in a thread and reads its text through a
 TextIteratorStreamer. A stopping criterion checks the caller's cancel event (and a stop
 string found in the text) before every new token, so a cancelled request ends at its next
 token and the lock is free again. Sampling goes through sampling.make_row_sampler in both
@@ -23,7 +23,7 @@ class HFBackend:
     name = "hf"
 
     def __init__(self, model: str | Path, dtype: str = "fp32", device: str | None = None, batch_size: int = 8,
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, parallel: int = 1):
         from subjectlm.backends.device import default_device
         from subjectlm.models import load_model, load_tokenizer, resolve_model
 
@@ -47,6 +47,13 @@ class HFBackend:
         self.context = getattr(self.model.config, "max_position_embeddings", 2048)
         self.lock = threading.Lock()
         self._warned_plain = False
+        # parallel > 1: concurrent streams are decoded together (hf_batch.py); 1: one at a time, here.
+        self.parallel = max(1, int(parallel))
+        self.decoder = None
+        if self.parallel > 1:
+            from subjectlm.backends.hf_batch import BatchedDecoder
+
+            self.decoder = BatchedDecoder(self, self.parallel)
 
     def close(self) -> None:
         pass  # torch frees the weights with the object
@@ -79,6 +86,9 @@ class HFBackend:
 
     def stream(self, prompt: Prompt, params: GenParams, cancel: threading.Event | None = None) -> Iterator[Piece]:
         ids = self.prompt_ids(prompt)
+        if self.decoder is not None:
+            yield from self.decoder.stream(ids, self._max_new(len(ids), params), params, cancel or threading.Event())
+            return
         if not acquire(self.lock, cancel):
             yield Piece("", "cancelled", len(ids), 0)
             return

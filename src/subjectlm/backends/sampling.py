@@ -16,6 +16,28 @@ def _per_row(value: float | Sequence[float], n: int) -> list[float]:
     return [float(value)] * n if isinstance(value, (int, float)) else [float(v) for v in value]
 
 
+def draw(scores, temperature: float, top_p: float, generator):
+    """One token id from one row of logits: argmax at temperature 0, else temperature then top-p."""
+    import torch
+
+    if temperature <= 0:
+        return int(scores.argmax())
+    probs = torch.softmax(scores.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        # drop a token when the tokens before it already cover top_p (the first is always kept)
+        drop = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_p
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs.masked_fill(drop, 0.0))
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def generator_for(seed: int | None, device: str):
+    """A torch.Generator seeded with `seed` (a fresh random seed when None)."""
+    import torch
+
+    return torch.Generator(device=device).manual_seed(random.getrandbits(63) if seed is None else seed)
+
+
 def make_row_sampler(temperature: float | Sequence[float], top_p: float | Sequence[float],
                      seeds: Sequence[int | None], device: str):
     """A LogitsProcessor over len(seeds) rows; a seed of None draws a fresh one."""
@@ -27,22 +49,12 @@ def make_row_sampler(temperature: float | Sequence[float], top_p: float | Sequen
 
     class RowSampler(LogitsProcessor):
         def __init__(self):
-            self.generators = [torch.Generator(device=device).manual_seed(random.getrandbits(63) if s is None else s)
-                               for s in seeds]
+            self.generators = [generator_for(s, device) for s in seeds]
 
         def __call__(self, input_ids, scores):
             out = torch.full_like(scores, float("-inf"))
             for row, generator in enumerate(self.generators):
-                if temperatures[row] <= 0:
-                    out[row, scores[row].argmax()] = 0.0
-                    continue
-                probs = torch.softmax(scores[row].float() / temperatures[row], dim=-1)
-                if top_ps[row] < 1.0:
-                    sorted_probs, order = probs.sort(descending=True)
-                    # drop a token when the tokens before it already cover top_p (the first is always kept)
-                    drop = (sorted_probs.cumsum(dim=-1) - sorted_probs) >= top_ps[row]
-                    probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs.masked_fill(drop, 0.0))
-                out[row, torch.multinomial(probs, 1, generator=generator)] = 0.0
+                out[row, draw(scores[row], temperatures[row], top_ps[row], generator)] = 0.0
             return out
 
     return RowSampler()

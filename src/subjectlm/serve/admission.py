@@ -1,6 +1,6 @@
 """Who may use the model, and for how long: the server's slots, deadlines and cancellation.
 
-One request is answered at a time (the backend's lock); up to `max_queue` more wait for it,
+`running` requests are answered at once (1, or hf's `parallel`); up to `max_queue` more wait,
 and any request beyond that is refused at once (503 with Retry-After) instead of piling up.
 Every admitted request holds a `Ticket` with a cancel event. The event is set when the
 client disconnects, when the request's deadline passes, or when the server shuts down; the
@@ -130,8 +130,6 @@ async def pieces(backend, prompt, params, ticket: Ticket, receive=None) -> Async
             if item.finish_reason == "cancelled":  # the caller says why (ticket.why), not as a finish reason
                 return
             yield item
-            if ticket.cancel.is_set():
-                return
     finally:
         ticket.cancel.set()  # the reader left or the answer is done: the thread must not go on
         timer.cancel()

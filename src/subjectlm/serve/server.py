@@ -6,8 +6,8 @@ binds 127.0.0.1; with an API key every /v1 request needs `Authorization: Bearer 
 (401 otherwise); bodies are capped (413), malformed or out-of-range requests get a 400
 with an OpenAI-style `{"error": {"message": ...}}`, and the server keeps serving.
 
-It survives its clients (admission.py): one request generates while `max_queue` wait, more
-get an immediate 503 with `Retry-After`; a client that disconnects, a request past
+It survives its clients (admission.py): one request generates (hf: `parallel` requests decoded
+together) while `max_queue` wait, more get an immediate 503 with `Retry-After`; a client that disconnects, a request past
 `request_timeout` (504, or an in-band error when streaming) and SIGTERM all cancel the
 generation at its next token, so the model is free again at once and the process exits in
 seconds.
@@ -37,7 +37,8 @@ class ServeConfig:
     max_tokens_limit: int = option(4096, help="largest max_tokens a request may ask for")
     max_body_bytes: int = option(1 << 20, help="largest request body accepted (bytes)")
     trust_remote_code: bool = option(False, help="allow custom model code from the model directory")
-    max_queue: int = option(8, help="requests that may wait while one is answered; more get 503 + Retry-After")
+    parallel: int = option(8, help="hf backend: requests decoded together in one batch (1 = one at a time)")
+    max_queue: int = option(8, help="requests that may wait while others are answered; more get 503 + Retry-After")
     request_timeout: float = option(300.0, help="seconds a request may take, waiting included (then 504)")
 
     def __post_init__(self):
@@ -52,6 +53,8 @@ class ServeConfig:
                 raise ConfigError(f"{name}: must be positive")
         if self.max_queue < 0:
             raise ConfigError("max_queue: must be 0 or more")
+        if self.parallel < 1:
+            raise ConfigError("parallel: must be at least 1")
         if self.api_key is None:
             self.api_key = os.environ.get("SUBJECTLM_API_KEY") or None
 
@@ -144,7 +147,8 @@ def create_app(backend, api_key: str | None = None, max_tokens_limit: int = 4096
     ChatRequest, CompletionRequest = _schemas(max_tokens_limit)
     app = FastAPI(title="subjectlm", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(_BodyLimit, limit=max_body_bytes)
-    slots = app.state.slots = Slots(max_queue, request_timeout)
+    # As many run at once as the backend decodes together (hf with parallel > 1), the rest queue.
+    slots = app.state.slots = Slots(max_queue, request_timeout, running=getattr(backend, "parallel", 1))
     created = int(time.time())
 
     @app.exception_handler(RequestValidationError)
@@ -285,7 +289,8 @@ def serve(config: ServeConfig) -> None:
     if config.host not in ("127.0.0.1", "localhost", "::1") and not config.api_key:
         print(f"warning: serving on {config.host} without --api_key: anyone who can reach this port can use the model",
               flush=True)
-    backend = open_backend(config.model, config.backend, n_ctx=config.n_ctx, trust_remote_code=config.trust_remote_code)
+    backend = open_backend(config.model, config.backend, n_ctx=config.n_ctx, parallel=config.parallel,
+                           trust_remote_code=config.trust_remote_code)
     app = create_app(backend, config.api_key, config.max_tokens_limit, config.max_body_bytes, config.max_queue,
                      config.request_timeout)
 
@@ -295,7 +300,8 @@ def serve(config: ServeConfig) -> None:
             super().handle_exit(sig, frame)
 
     print(f"serving {backend.model_id} ({backend.name}) on http://{config.host}:{config.port}/v1 "
-          f"(queue {config.max_queue}, timeout {config.request_timeout:g} s)", flush=True)
+          f"({getattr(backend, 'parallel', 1)} at once, queue {config.max_queue}, timeout {config.request_timeout:g} s)",
+          flush=True)
     # The grace period only covers responses that are still sending their last bytes: generations are cancelled.
     Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="warning",
                           timeout_graceful_shutdown=3)).run()

@@ -1,0 +1,94 @@
+"""Batched serving on the hf backend: concurrent streams decoded together give the serial answers.
+
+The decoder is held (the backend's lock) until every request of a test has been submitted,
+so that they really are decoded as one batch (`largest_batch` says so).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from subjectlm.backends import GenParams, open_backend
+
+PROMPTS = [[{"role": "user", "content": "What is the water cycle?"}],
+           [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why does it rain so often here?"}],
+           "The capital of France is",
+           [{"role": "user", "content": "Hi"}]]
+
+
+@pytest.fixture(scope="module")
+def serial(tiny_llama_dir):
+    return open_backend(tiny_llama_dir, "hf")
+
+
+@pytest.fixture(scope="module")
+def batched(tiny_llama_dir):
+    return open_backend(tiny_llama_dir, "hf", parallel=8)
+
+
+def _answer(backend, prompt, params, cancel=None):
+    pieces = list(backend.stream(prompt, params, cancel))
+    return "".join(p.text for p in pieces), pieces[-1].finish_reason, pieces[-1].completion_tokens
+
+
+def _together(backend, jobs):
+    """Run (prompt, params, cancel-after-first-piece) jobs as concurrent streams in one batch."""
+    results = [None] * len(jobs)
+    submitted = []
+
+    def run(i, prompt, params, leave):
+        cancel = threading.Event()
+        pieces = []
+        for piece in backend.stream(prompt, params, cancel):
+            if not pieces:
+                submitted.append(i)
+            pieces.append(piece)
+            if leave:
+                cancel.set()
+        results[i] = ("".join(p.text for p in pieces), pieces[-1].finish_reason, pieces[-1].completion_tokens)
+
+    before = backend.decoder.largest_batch
+    with backend.lock:  # the decoder waits here until every request is queued
+        threads = [threading.Thread(target=run, args=(i, *job)) for i, job in enumerate(jobs)]
+        for t in threads:
+            t.start()
+        deadline = time.time() + 30
+        while backend.decoder.pending.qsize() < len(jobs) - 1 and time.time() < deadline:
+            time.sleep(0.01)  # one request is already taken by the decoder, which waits for the lock
+    for t in threads:
+        t.join(timeout=120)
+    assert backend.decoder.largest_batch >= min(len(jobs), max(before, len(jobs)))
+    return results
+
+
+def test_batched_greedy_answers_equal_serial_answers(serial, batched):
+    params = GenParams(max_tokens=12)
+    got = _together(batched, [(p, params, False) for p in PROMPTS])
+    assert batched.decoder.largest_batch == len(PROMPTS)
+    assert got == [_answer(serial, p, params) for p in PROMPTS]
+
+
+def test_per_request_stop_strings_and_limits_inside_a_batch(serial, batched):
+    full = _answer(serial, PROMPTS[2], GenParams(max_tokens=12))[0]
+    assert len(full) > 4
+    stop = full[2:4]
+    jobs = [(PROMPTS[2], GenParams(max_tokens=3), False), (PROMPTS[2], GenParams(max_tokens=12, stop=[stop]), False),
+            (PROMPTS[0], GenParams(max_tokens=12), False), (PROMPTS[1], GenParams(max_tokens=5, temperature=1.3, seed=4),
+                                                         False)]
+    short, cut, whole, sampled = _together(batched, jobs)
+    assert short == _answer(serial, PROMPTS[2], GenParams(max_tokens=3)) and short[1:] == ("length", 3)
+    assert cut[0] == full[: full.index(stop)] and cut[1] == "stop"
+    assert whole == _answer(serial, PROMPTS[0], GenParams(max_tokens=12))
+    # sampling is per row and seeded: the same answer as alone, whatever shared the batch
+    assert sampled == _answer(serial, PROMPTS[1], GenParams(max_tokens=5, temperature=1.3, seed=4))
+
+
+def test_a_cancelled_request_leaves_the_others_running(serial, batched):
+    params = GenParams(max_tokens=12)
+    got = _together(batched, [(PROMPTS[0], params, True), (PROMPTS[1], params, False), (PROMPTS[2], params, False)])
+    assert got[0][1] == "cancelled" and got[0][2] < 12
+    assert got[1:] == [_answer(serial, p, params) for p in PROMPTS[1:3]]
+    assert not batched.lock.locked()
