@@ -301,3 +301,20 @@ def test_eval_qa_from_an_exam_directory(tmp_path, tiny_llama_dir, capsys):
     assert [(r["id"], r["reference"]) for r in records] == [("geo/0", "Sundering Sea"), ("geo/1", "Stratovolcano")]
     assert json.loads((out / "summary.json").read_text())["chat"] is False
 
+
+def test_eval_stage_runs_exam_and_qa_for_both_models(tmp_path, tiny_llama_dir, tiny_qwen2_dir):
+    from subjectlm.eval.stage import EvalStageConfig, run
+
+    config = EvalStageConfig(data=str(write_exam(tmp_path / "exam")), model=str(tiny_llama_dir),
+                             base_model=str(tiny_qwen2_dir), shots=1, qa_data=str(write_qa(tmp_path / "qa.jsonl")),
+                             qa_max_new_tokens=4, output_dir=str(tmp_path / "eval"))
+    assert config.scoring == "both"
+    result = run(config)
+    assert set(result["qa"]) == {"exact", "contains", "f1", "key_fact_recall", "ref_logprob"}
+    assert result["qa"]["ref_logprob"]["n"] == 4
+    assert "QA over 4 questions: ref_logprob" in result["summary"]
+    assert "letter" in result["summary"] and "cloze_acc_norm" in result["summary"] and "McNemar p=" in result["summary"]
+    summary = json.loads((tmp_path / "eval" / "model" / "summary.json").read_text())
+    assert "letter" in summary["modes"] and "cloze_acc_norm" in summary["modes"]
+    assert (tmp_path / "eval" / "qa" / "compare.md").is_file()
+    json.dumps(result)  # the recipe stores it in pipeline_state.json

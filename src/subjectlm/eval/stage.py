@@ -1,11 +1,16 @@
 """The recipe's eval stage: examine the model and, when given, the base model it started from; compare.
 
     - stage: eval
-      data: data/exam          # exam directory (C-Eval layout)
+      data: data/exam          # exam directory (C-Eval layout); every `eval exam` key works here
       subjects: [logic]        # optional
+      ppl_data: [data/heldout.txt]   # optional: held-out perplexity of both models
+      qa_data: data/qa.jsonl   # optional: closed-book QA of both models, compared
 
-The pipeline fills in `model` (the latest model) and `base_model` (the recipe's
-starting model). Outputs: output_dir/model, output_dir/base, output_dir/compare.
+The stage's config is `eval exam`'s own (ExamConfig: same keys, help and validation), with
+`scoring` defaulting to `both` (the official letter and the cloze modes side by side) and a few
+keys of its own. The pipeline fills in `model` (the latest model) and `base_model` (the recipe's
+starting model). Outputs: output_dir/model, output_dir/base, output_dir/compare (exam),
+output_dir/ppl_*.json, output_dir/qa (QA runs and compare.md).
 """
 
 from __future__ import annotations
@@ -14,69 +19,101 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from subjectlm.config import ConfigError, option
+from subjectlm.config import option
+from subjectlm.eval.runner import ExamConfig
 
 
 @dataclasses.dataclass(kw_only=True)
-class EvalStageConfig:
-    model: str = option("default", help="the model to examine")
+class EvalStageConfig(ExamConfig):
+    scoring: str = option("both", help="letter, cloze or both (the stage scores both ways by default: a small "
+                                       "model's letter answers are noise, its answer-text log-likelihoods are not)")
+    output_dir: str = option("runs/eval", help="where the runs and the comparisons go")
     base_model: str | None = option(None, help="the model it was trained from; examined too and compared")
-    data: str = option(help="exam directory (C-Eval, CMMLU or MMLU layout)")
-    format: str = option("auto", help="exam layout: auto, ceval, cmmlu or mmlu")
-    split: str = option("val", help="split to answer: val, test or dev")
-    subjects: list[str] = option([], help="subjects to run (default: all)")
-    shots: int = option(5, help="few-shot examples per subject")
-    with_prompt: bool = option(False, help="wrap prompts in the chat template")
-    batch_size: int = option(8, help="questions per forward pass")
-    limit: int | None = option(None, help="answer only the first N questions per subject")
-    dtype: str = option("auto", help="weights dtype")
-    output_dir: str = option("runs/eval", help="where the runs and the comparison go")
     ppl_data: list[str] = option([], help="held-out subject text: perplexity of both models (a small model's exam "
                                           "score can sit at chance while its perplexity shows what it learned)")
+    qa_data: str | None = option(None, help="closed-book QA JSON lines ({id, question, reference, key_facts?}): "
+                                            "both models answer; scores compared with bootstrap CIs and a sign test")
+    qa_max_new_tokens: int = option(64, help="longest QA answer, in tokens", min=1)
 
-    def __post_init__(self):
-        if not self.data:
-            raise ConfigError("data: give an exam directory")
 
-
-def _exam(config: EvalStageConfig, model: str, out: Path) -> dict[str, Any]:
-    from subjectlm.eval.runner import ExamConfig, run_exam
-
-    exam = ExamConfig(model=model, data=config.data, format=config.format, split=config.split,
-                      subjects=list(config.subjects), shots=config.shots, with_prompt=config.with_prompt,
-                      batch_size=config.batch_size, limit=config.limit, dtype=config.dtype,
-                      output_dir=str(out), overwrite=True)
-    return run_exam(exam)
+def exam_config(config: EvalStageConfig, model: str, out: Path) -> ExamConfig:
+    """The stage's exam keys as an `eval exam` config for one model."""
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(ExamConfig)}
+    values.update(model=model, output_dir=str(out), overwrite=not config.resume)
+    return ExamConfig(**values)
 
 
 def _ppl(config: EvalStageConfig, model: str, out: Path) -> float:
     from subjectlm.eval.ppl import PPLConfig, run_ppl
 
-    result = run_ppl(PPLConfig(model=model, data=list(config.ppl_data), dtype=config.dtype, output=str(out)),
-                     log=lambda *_: None)
+    result = run_ppl(PPLConfig(model=model, data=list(config.ppl_data), dtype=config.dtype, device=config.device,
+                               output=str(out)), log=lambda *_: None)
     return result["overall"]["ppl"]
+
+
+def _qa(config: EvalStageConfig, base_model: str | None, out: Path) -> dict[str, Any]:
+    from subjectlm.eval.qa_runner import QAConfig, run_qa
+
+    qa = QAConfig(model=config.model, base_model=base_model, data=str(config.qa_data), dtype=config.dtype,
+                  device=config.device, batch_size=config.batch_size, max_new_tokens=config.qa_max_new_tokens,
+                  output_dir=str(out), resume=config.resume, overwrite=not config.resume,
+                  trust_remote_code=config.trust_remote_code)
+    return run_qa(qa, log=lambda *_: None)
 
 
 def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.1f}%"
 
 
+def _exam_line(tuned: dict[str, Any], base: dict[str, Any] | None, compared: dict[str, Any] | None) -> str:
+    """Accuracy per scoring mode; with a base model, its accuracy and the paired McNemar p beside it."""
+    parts = []
+    for mode, numbers in tuned["modes"].items():
+        text = f"{mode} {_pct(numbers['macro'])}"
+        if base is not None and compared is not None:
+            text += (f" (base {_pct(base['modes'][mode]['macro'])}, "
+                     f"McNemar p={compared['modes'][mode]['overall']['p_value']:.3g})")
+        parts.append(text)
+    return f"exam over {tuned['count']} questions: " + ", ".join(parts)
+
+
+def _qa_line(result: dict[str, Any]) -> str:
+    if "compare" not in result:
+        s = result["scores"]
+        return f"QA f1 {s['f1']:.3f}, reference log-lik {s['ref_logprob']:.3f} over {result['n']} questions"
+    parts = []
+    for score in ("ref_logprob", "f1", "key_fact_recall"):
+        c = result["compare"]["scores"].get(score)
+        if c:
+            parts.append(f"{score} {c['mean_before']:.3f} → {c['mean_after']:.3f} "
+                         f"(Δ {c['mean_diff']:+.3f}, 95% CI [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}], "
+                         f"sign test p={c['p_value']:.3g})")
+    return f"QA over {result['compare']['n_common']} questions: " + ", ".join(parts)
+
+
 def run(config: EvalStageConfig) -> dict[str, Any]:
     from subjectlm.eval.compare import compare_runs
+    from subjectlm.eval.runner import run_exam
     from subjectlm.models import resolve_model
 
     out = Path(config.output_dir)
-    tuned = _exam(config, config.model, out / "model")
-    line = f"accuracy {_pct(tuned['macro'])} over {tuned['count']} questions"
     same = config.base_model is None or resolve_model(config.base_model) == resolve_model(config.model)
-    if not same:
-        base = _exam(config, config.base_model, out / "base")
-        result = compare_runs(out / "base", out / "model", out / "compare")
-        o = result["overall"]
-        line += (f" (base {_pct(base['macro'])}; paired Δ {100 * o['delta']:+.1f} points over {o['n']} questions, "
-                 f"McNemar p={o['p_value']:.3g}); see {out / 'compare' / 'compare.md'}")
+    base_model = None if same else config.base_model
+    tuned = run_exam(exam_config(config, config.model, out / "model"))
+    base = run_exam(exam_config(config, base_model, out / "base")) if base_model else None
+    compared = compare_runs(out / "base", out / "model", out / "compare") if base_model else None
+    lines = [_exam_line(tuned, base, compared)]
+    result: dict[str, Any] = {"exam": {"model": str(out / "model")}}
+    if base_model:
+        result["exam"].update(base=str(out / "base"), compare=str(out / "compare"))
     if config.ppl_data:
-        line += f"; held-out perplexity {_ppl(config, config.model, out / 'ppl_model.json'):.2f}"
-        if not same:
-            line += f" (base {_ppl(config, config.base_model, out / 'ppl_base.json'):.2f})"
-    return {"summary": line}
+        ppl = {"model": _ppl(config, config.model, out / "ppl_model.json")}
+        if base_model:
+            ppl["base"] = _ppl(config, base_model, out / "ppl_base.json")
+        lines.append(f"held-out perplexity {ppl['model']:.2f}" + (f" (base {ppl['base']:.2f})" if base_model else ""))
+        result["ppl"] = ppl
+    if config.qa_data:
+        qa = _qa(config, base_model, out / "qa")
+        lines.append(_qa_line(qa))
+        result["qa"] = qa["compare"]["scores"] if base_model else qa["scores"]
+    return {"summary": "; ".join(lines), **result}
