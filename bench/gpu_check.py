@@ -48,11 +48,14 @@ NEEDS = {"dpo": ("trl",), "export": ("gguf", "llama_cpp"), "serve": ("fastapi", 
 
 
 # What the device image lacks or has in another version than this venv, carried as wheels (bench/GPU.md).
-# Pinned to the versions installed here, so the device runs what the tests ran. llama-cpp-python and
-# deepspeed publish no wheels (sdist only): GPU.md says how to build theirs; without them those lines SKIP.
+# Pinned to the versions installed here, so the device runs what the tests ran. deepspeed publishes only an
+# sdist: its pure-Python wheel is built here (ops compile on the device at first use). llama-cpp-python is
+# an sdist too, but the wheel `make install` built is tagged py3-none-linux_x86_64 (it loads llama.cpp through
+# ctypes), so pip's cache of it travels as it is; without it the export line SKIPs.
 DEVICE_WHEELS = ("transformers", "huggingface-hub", "peft", "datasets", "dill", "multiprocess", "trl", "gguf",
                  "fastapi", "starlette", "pydantic", "pydantic-core", "typing-inspection", "annotated-types",
-                 "uvicorn", "openai", "jiter", "distro", "sniffio")
+                 "uvicorn", "openai", "jiter", "distro", "sniffio", "hjson", "diskcache")
+BUILT_WHEELS = ("deepspeed",)
 WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
                    "manylinux1_x86_64")
 
@@ -501,6 +504,18 @@ def download_wheels(target: Path) -> None:
                                "--python-version", "3.12", "--implementation", "cp", *platforms, "-d", str(target),
                                spec], capture_output=True, text=True)
         print(f"wheel {spec}: {'ok' if proc.returncode == 0 else 'FAILED ' + proc.stderr.strip()[-200:]}")
+    for name in BUILT_WHEELS:  # needs torch at build time: --no-build-isolation builds against this venv's
+        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w",
+                               str(target), name], capture_output=True, text=True, env=dict(os.environ, DS_BUILD_OPS="0"))
+        print(f"wheel {name} (built): {'ok' if proc.returncode == 0 else 'FAILED ' + proc.stderr.strip()[-200:]}")
+    try:
+        llama = f"llama_cpp_python-{version('llama-cpp-python')}-py3-none-linux_x86_64.whl"
+    except PackageNotFoundError:
+        llama = "llama_cpp_python-*-py3-none-linux_x86_64.whl"
+    cached = sorted((Path.home() / ".cache" / "pip" / "wheels").rglob(llama))
+    if cached:
+        shutil.copy(cached[-1], target)
+    print(f"wheel llama-cpp-python (from pip's cache of the local build): {'ok' if cached else 'not found: export SKIPs'}")
 
 
 def prepare(wheels: bool = False) -> None:
