@@ -74,23 +74,41 @@ def _render(tokenizer: Any, messages: list[Message], generation_prompt: bool) ->
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
+def _agreement(a: str, b: str) -> int:
+    """Length of the longest common prefix of two renderings."""
+    n = min(len(a), len(b))
+    k = next((i for i in range(n) if a[i] != b[i]), n)
+    return k
+
+
 def tokenizer_template(messages: list[Message], tokenizer: Any) -> list[Segment]:
-    """The tokenizer's own template. An assistant turn spans from the rendering of the messages before
-    it (with the generation prompt) to the rendering that includes it, minus trailing whitespace."""
+    """The tokenizer's own template. An assistant turn starts where the rendering of the messages before
+    it, with the generation prompt, stops agreeing with the full rendering (a generation prompt may say
+    more than a finished turn: DeepSeek-R1's `<think>\n</think>`), and ends with the first end-of-turn
+    token after that start, the token found by rendering the template (so a turn is trained as the full
+    conversation shows it even where the template renders the last turn unlike earlier ones, as Qwen 3's
+    think block, or closes the conversation with EOS, as Phi-3.5). With no end-of-turn token known, it
+    ends where the rendering through that turn stops agreeing, less trailing whitespace."""
+    from subjectlm.backends.text import end_of_turn_token
+
     if not getattr(tokenizer, "chat_template", None):
         raise TemplateError("the tokenizer has no chat template; pass --template chatml|llama3|qwen|alpaca")
     full = _render(tokenizer, messages, False)
+    eot = end_of_turn_token(tokenizer)
     out: list[Segment] = []
     done = 0
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        start = len(_render(tokenizer, messages[:i], True))
-        through = _render(tokenizer, messages[: i + 1], False)
-        if not full.startswith(through) or start > len(through) or start < done:
+        start = _agreement(full, _render(tokenizer, messages[:i], True))
+        if eot and full.find(eot, start) >= 0:
+            end = full.find(eot, start) + len(eot)
+        else:
+            end = len(full[:_agreement(full, _render(tokenizer, messages[: i + 1], False))].rstrip())
+        before = messages[i - 1]["content"] if i else ""
+        if start < done or end <= start or before not in full[done:start]:
             raise TemplateError("the tokenizer's chat template does not render conversations prefix by prefix "
                                 "(it rewrites earlier turns); pass --template chatml|llama3|qwen|alpaca")
-        end = len(through.rstrip())
         out += [(full[done:start], False), (full[start:end], True)]
         done = end
     out.append((full[done:], False))
