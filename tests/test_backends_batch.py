@@ -92,3 +92,16 @@ def test_a_cancelled_request_leaves_the_others_running(serial, batched):
     assert got[0][1] == "cancelled" and got[0][2] < 12
     assert got[1:] == [_answer(serial, p, params) for p in PROMPTS[1:3]]
     assert not batched.lock.locked()
+
+
+def test_sliding_window_models_are_not_batched(tiny_llama_dir):
+    """Only plain growing KV caches are batched; a sliding-window cache is served one at a time."""
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    from subjectlm.backends.hf_batch import supports_batching
+    from subjectlm.models import load_model
+
+    assert supports_batching(load_model(tiny_llama_dir, dtype="fp32"))
+    sliding = MistralConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                            num_attention_heads=4, num_key_value_heads=2, sliding_window=16)
+    assert not supports_batching(AutoModelForCausalLM.from_config(sliding))

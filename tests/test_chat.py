@@ -64,9 +64,9 @@ def test_bad_config_is_refused():
 
 def test_cli_prompt_on_a_tiny_model(tiny_llama_dir, capsys):
     """The real CLI path: argv -> config -> hf backend -> greedy answer printed."""
-    from subjectlm.cli import main
     from subjectlm.backends import GenParams
     from subjectlm.backends.hf import HFBackend
+    from subjectlm.cli import main
 
     assert main(["chat", "--model", str(tiny_llama_dir), "--prompt", "Hello", "--max_tokens", "5"]) == 0
     printed = capsys.readouterr().out

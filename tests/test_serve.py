@@ -176,8 +176,8 @@ def test_serve_config_defaults_are_safe(monkeypatch):
 def test_vllm_backend_is_a_clear_error_without_vllm(tiny_llama_dir):
     import importlib.util
 
-    from subjectlm.errors import UserError
     from subjectlm.backends import open_backend
+    from subjectlm.errors import UserError
 
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")

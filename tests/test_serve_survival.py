@@ -363,7 +363,7 @@ def test_three_rounds_of_16_mixed_requests(kind, tiny_llama_dir, tmp_path, reque
             out: list[dict] = [{}] * 16
             barrier = threading.Barrier(16)
 
-            def client(i):
+            def client(i, out=out, barrier=barrier):
                 barrier.wait(timeout=30)
                 out[i] = _one_request(url, i)
 

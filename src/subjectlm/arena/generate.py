@@ -22,8 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from subjectlm.arena.config import GenerateConfig
-from subjectlm.arena.records import (ANSWERS_DIR, MODELS_FILE, PROMPTS_FILE, append_jsonl, load_answers,
-                                     load_models, load_prompts, read_jsonl)
+from subjectlm.arena.records import (
+    ANSWERS_DIR,
+    MODELS_FILE,
+    PROMPTS_FILE,
+    append_jsonl,
+    load_answers,
+    load_models,
+    load_prompts,
+    read_jsonl,
+)
 from subjectlm.config import ConfigError, coerce
 from subjectlm.io import write_json, write_text
 

@@ -51,9 +51,14 @@ class HFBackend:
         self.parallel = max(1, int(parallel))
         self.decoder = None
         if self.parallel > 1:
-            from subjectlm.backends.hf_batch import BatchedDecoder
+            from subjectlm.backends.hf_batch import BatchedDecoder, supports_batching
 
-            self.decoder = BatchedDecoder(self, self.parallel)
+            if supports_batching(self.model):
+                self.decoder = BatchedDecoder(self, self.parallel)
+            else:
+                print(f"warning: {self.model_id} uses sliding-window or other non-plain attention caches: "
+                      "requests are decoded one at a time", file=sys.stderr, flush=True)
+                self.parallel = 1
 
     def close(self) -> None:
         pass  # torch frees the weights with the object

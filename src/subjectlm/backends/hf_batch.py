@@ -25,6 +25,15 @@ from subjectlm.backends.sampling import draw, generator_for
 from subjectlm.backends.text import cut_at_stop
 
 
+def supports_batching(model) -> bool:
+    """Whether every layer's cache is a plain growing KV cache (what `_decode` drops rows from);
+    sliding-window, hybrid and linear-attention models are served one request at a time."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
+
+
 @dataclasses.dataclass(eq=False)
 class _Request:
     ids: list[int]

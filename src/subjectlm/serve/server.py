@@ -21,7 +21,7 @@ import json
 import os
 import time
 import uuid
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 from subjectlm.config import ConfigError, option
 
