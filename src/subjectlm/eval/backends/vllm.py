@@ -30,10 +30,10 @@ class VLLMBackend(TokenizerText):
         except ImportError:
             raise BackendUnavailable("the vllm backend needs vLLM, which runs on Linux with an NVIDIA GPU: "
                                      "pip install 'subjectlm[vllm]'; on CPU use --backend hf") from None
-        from subjectlm.models import DTYPE_NAMES, resolve_model
+        from subjectlm.models import dtype_name, resolve_model
 
         self.vllm = vllm
-        self.llm = vllm.LLM(model=str(resolve_model(model)), dtype=DTYPE_NAMES.get(dtype, dtype), seed=0,
+        self.llm = vllm.LLM(model=str(resolve_model(model)), dtype=dtype_name(dtype), seed=0,
                             trust_remote_code=trust_remote_code, enable_prefix_caching=True)
         self.tokenizer = self.llm.get_tokenizer()
         self._cont_cache: dict[tuple[str, tuple[str, ...]], list[int]] = {}
