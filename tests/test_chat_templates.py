@@ -53,9 +53,10 @@ def _tokenizer(smollm_tokenizer, name):
     return tok
 
 
-def _scripted_model(tok, eot, path):
-    """A 1-layer Llama whose attention and MLP add nothing, so logits depend on the current token only:
-    orthogonal embeddings for the chain's tokens and lm_head rows that point each to the next."""
+def _scripted_model(tok, eot, path, config_cls=None, **config):
+    """A 1-layer model (Llama unless told) whose attention and MLP add nothing, so logits depend on the
+    current token only: orthogonal embeddings for the chain's tokens and lm_head rows that point each to
+    the next."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
@@ -64,9 +65,10 @@ def _scripted_model(tok, eot, path):
     prompt_ids = tok(chat_text(tok, [{"role": "user", "content": QUESTION}]), add_special_tokens=False)["input_ids"]
     words = [tok.convert_tokens_to_ids(tok.tokenize(w))[0] for w in ("Paris", " is", " lovely")]
     chain = [prompt_ids[-1], *words, tok.convert_tokens_to_ids(eot)]
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                         tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    config = (config_cls or LlamaConfig)(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=False, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, **config)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():
@@ -183,3 +185,30 @@ def test_a_template_that_moves_earlier_text_is_refused(smollm_tokenizer):
     tok = _tokenizer(smollm_tokenizer, "mistralai-Mistral-Nemo-Instruct-2407.jinja")
     with pytest.raises(TemplateError, match="prefix by prefix"):
         tokenizer_template([{"role": "system", "content": "Be brief."}, *CONVERSATION], tok)
+
+
+@needs_llama_cpp
+@pytest.mark.skipif(not (SHARED / "llama-vocabs" / "ggml-vocab-qwen35.gguf").is_file(),
+                    reason="../shared/llama-vocabs/ggml-vocab-qwen35.gguf is absent")
+def test_qwen3_with_qwen35_vocab_exports_to_q8_0_and_chats_until_im_end(tmp_path, capsys):
+    """The issue's must-show: `subjectlm export gguf` on a tiny Qwen3 with the Qwen 3.5 vocabulary and the
+    Qwen 3 template, quantized to q8_0, then `subjectlm chat --backend llamacpp` answers and stops at
+    <|im_end|>."""
+    from transformers import Qwen2Tokenizer, Qwen3Config
+
+    from subjectlm.cli import main
+
+    tok = Qwen2Tokenizer.from_pretrained(str(SHARED / "llama-vocabs"), gguf_file="ggml-vocab-qwen35.gguf")
+    tok.chat_template = (TEMPLATE_DIR / "Qwen-Qwen3-0.6B.jinja").read_text(encoding="utf-8")
+    assert "<|im_end|>" in tok.get_vocab() and "<|im_start|>" in tok.get_vocab()
+    model_dir, answer = _scripted_model(tok, "<|im_end|>", tmp_path / "qwen3", Qwen3Config, head_dim=32)
+    out = tmp_path / "qwen3.gguf"
+    assert main(["export", "gguf", "--model", str(model_dir), "--output", str(out), "--quantize", "q8_0"]) == 0
+    printed = capsys.readouterr().out
+    assert "(qwen3, f16," in printed and "end of turn '<|im_end|>'" in printed
+    q8 = tmp_path / "qwen3-q8_0.gguf"
+    assert main(["chat", "--model", str(q8), "--backend", "llamacpp", "--prompt", "What is the capital of France?",
+                 "--max_tokens", "16", "--n_ctx", "512"]) == 0
+    # A B C, then <|im_end|>: had llama.cpp not stopped there, the model would say A B C again.
+    assert capsys.readouterr().out == answer + "\n"
+    assert answer == "Paris is lovely"
