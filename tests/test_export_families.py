@@ -77,6 +77,17 @@ def gemma3_config(tok):
                             final_logit_softcapping=30.0)
 
 
+def gemma3_vlm_config(tok):
+    """Gemma 3 with its vision tower (Gemma3ForConditionalGeneration): the GGUF is the text model."""
+    from transformers import Gemma3Config
+
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28,
+                  patch_size=14)
+    n = len(tok)
+    return Gemma3Config(text_config=gemma3_config(tok).to_dict(), vision_config=vision, mm_tokens_per_image=4,
+                        image_token_index=n - 1, boi_token_index=n - 2, eoi_token_index=n - 3)
+
+
 def phi3_config(tok, longrope: bool = False):
     from transformers import Phi3Config
 
@@ -89,7 +100,8 @@ def phi3_config(tok, longrope: bool = False):
     return Phi3Config(**common, rope_parameters=rope, sliding_window=None, tie_word_embeddings=False)
 
 
-CONFIGS = {"qwen3": qwen3_config, "qwen3_moe": qwen3_moe_config, "gemma3_text": gemma3_config, "phi3": phi3_config,
+CONFIGS = {"qwen3": qwen3_config, "qwen3_moe": qwen3_moe_config, "gemma3_text": gemma3_config,
+           "gemma3": gemma3_vlm_config, "phi3": phi3_config,
            "phi3-longrope": lambda tok: phi3_config(tok, longrope=True)}
 
 
