@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from subjectlm.config import ConfigError, option
+from subjectlm.io import read_jsonl
 from subjectlm.models import DTYPE_CHOICES
 
 
@@ -46,7 +47,7 @@ def read_text(path: str | Path) -> str:
     if not path.is_file():
         raise ConfigError(f"data: {path}: file not found")
     if path.suffix == ".jsonl":
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = read_jsonl(path)  # a bad line is an error naming file:line
     elif path.suffix == ".json":
         rows = json.loads(path.read_text(encoding="utf-8"))
     else:

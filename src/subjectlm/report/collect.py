@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from subjectlm.io import read_jsonl as io_read_jsonl
+
 STATE_FILE = "pipeline_state.json"
 
 # stage kind -> config fields that only that kind's config has (the first kind whose fields all match wins)
@@ -45,19 +47,9 @@ def read_json(path: Path) -> Any:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    rows = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return rows
-    for line in lines:
-        try:
-            row = json.loads(line) if line.strip() else None
-        except ValueError:
-            continue  # a torn last line of an interrupted run
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    """A stage's JSON-lines file (missing: no rows). io.read_jsonl drops a torn last line with a warning
+    and names file:line of a bad row anywhere else, rather than skipping it silently."""
+    return [row for row in io_read_jsonl(path, missing_ok=True) if isinstance(row, dict)]
 
 
 def stage_kind(config: dict[str, Any]) -> str:
