@@ -289,6 +289,12 @@ def test_eval_qa_with_base_model_compares(tmp_path, tiny_llama_dir, tiny_qwen2_d
     assert compared["scores"]["key_fact_recall"]["n"] == 3
     assert "| ref_logprob | 4 |" in (out / "compare.md").read_text()
     assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    # `eval compare` on two `eval qa` runs gives the same comparison
+    assert main(["eval", "compare", str(out / "base"), str(out / "model"), "--output_dir", str(tmp_path / "cmp")]) == 0
+    again = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert again["n_bootstrap"] == 2000 and set(again["scores"]) == set(compared["scores"])
+    for key in ("n", "mean_before", "mean_after", "mean_diff", "up", "down", "ties", "p_value"):
+        assert again["scores"]["ref_logprob"][key] == ref[key]
 
 
 def test_eval_qa_from_an_exam_directory(tmp_path, tiny_llama_dir, capsys):

@@ -39,7 +39,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_config_arguments(qa, QAConfig)
     qa.set_defaults(func=run_qa_command)
 
-    cmp = actions.add_parser("compare", help="per-subject/category accuracy deltas of two exam runs, with McNemar test",
+    cmp = actions.add_parser("compare", help="per-subject/category accuracy deltas of two exam runs, with McNemar test "
+                                             "(two `eval qa` runs: per-score bootstrap CIs and sign tests)",
                              description="Compare two `eval exam` output dirs question by question "
                                          "(exact McNemar test on the questions both answered).")
     cmp.add_argument("run_a", metavar="RUN_A", help="output dir of the first run (e.g. the base model)")
@@ -76,7 +77,15 @@ def run_ppl_command(args: argparse.Namespace) -> int:
 
 def run_compare_command(args: argparse.Namespace) -> int:
     from subjectlm.eval.compare import compare_runs, render_markdown
+    from subjectlm.eval.qa_compare import compare_qa_runs, is_qa_run
 
+    if is_qa_run(args.run_a) and is_qa_run(args.run_b):  # two `eval qa` runs: per-score CIs and sign tests
+        from subjectlm.eval.qa_compare import render_markdown as qa_markdown
+
+        result = compare_qa_runs(args.run_a, args.run_b, args.output_dir)
+        print(qa_markdown(result), end="")
+        print(f"outputs in {result['output_dir']}")
+        return 0
     result = compare_runs(args.run_a, args.run_b, args.output_dir)
     print(render_markdown(result, args.run_a, args.run_b))
     print(f"outputs in {result['output_dir']}")

@@ -23,6 +23,15 @@ class QACompareError(UserError, ValueError):
     pass
 
 
+def is_qa_run(run_dir: str | Path) -> bool:
+    """Whether a folder holds a finished `eval qa` run (its summary has QA scores, not exam subjects)."""
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        return False
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    return "scores" in summary and "subjects" not in summary
+
+
 def load_qa_run(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     run_dir = Path(run_dir)
     summary_path = run_dir / "summary.json"
