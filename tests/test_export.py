@@ -208,10 +208,10 @@ def test_unknown_quant_type_lists_the_known_ones(llama_f16, tmp_path):
 
 @needs_llama_cpp
 def test_default_model_chat_ends_at_end_of_turn(default_model_dir, tmp_path_factory):
-    from subjectlm.export.gguf import export_gguf
     from subjectlm.backends import GenParams
     from subjectlm.backends.hf import HFBackend
     from subjectlm.backends.llamacpp import LlamaCppBackend
+    from subjectlm.export.gguf import export_gguf
 
     path = export_gguf(default_model_dir, tmp_path_factory.mktemp("default") / "smol-f16.gguf", "f16",
                        progress=False).path

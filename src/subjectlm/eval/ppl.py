@@ -80,8 +80,6 @@ def sliding_nll(model, ids: list[int], max_length: int, stride: int) -> tuple[fl
 
 
 def run_ppl(config: PPLConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    import torch
-
     from subjectlm.backends.device import default_device
     from subjectlm.io import write_json
     from subjectlm.models import load_model, load_tokenizer

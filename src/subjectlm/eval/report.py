@@ -53,7 +53,6 @@ def summarize_mode(records: list[dict[str, Any]], infos: list[SubjectInfo], meta
     """Per subject, per category, C-Eval Hard and overall accuracies (mean ± std over repeats) under one mode."""
     handles = {i.handle for i in infos}
     repeats = sorted({r["repeat"] for r in records if r["repeat"] < meta.get("n_times", 1)})
-    by_subject = {i.handle: i for i in infos}
     runs = []  # one dict of numbers per repeat
     for k in repeats:
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])

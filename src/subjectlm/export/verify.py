@@ -86,9 +86,8 @@ def hf_logits(model_dir: Path, token_ids: list[int], adapter: str | Path | None 
 
 def gguf_logits(path: Path, token_ids: list[int], lora: str | Path | None = None):
     """[n, vocab] logits llama.cpp computes for the same tokens (and the open model)."""
-    import numpy as np
-
     import llama_cpp
+    import numpy as np
 
     # An f32 KV cache (llama.cpp's default is f16): the comparison then measures the weights' type, not
     # the cache's rounding, and an f32 export can be held to ~1e-7 mean KL.

@@ -38,11 +38,19 @@ def load_pairs(config: DPOConfig, paths: list[str], tokenizer: Any) -> tuple[Any
 
 
 def run(config: DPOConfig, callbacks: list[Any] = ()) -> dict[str, Any]:
-    from trl import DPOConfig as TRLDPOConfig
-    from trl import DPOTrainer
+    from trl import DPOConfig as TRLDPOConfig, DPOTrainer
 
-    from subjectlm.train.setup import (add_callbacks, final_loss, fmt_loss, is_main_process, load_model_for_training,
-                                       load_tokenizer_for, prepare_output_dir, train_and_save, training_arguments)
+    from subjectlm.train.setup import (
+        add_callbacks,
+        final_loss,
+        fmt_loss,
+        is_main_process,
+        load_model_for_training,
+        load_tokenizer_for,
+        prepare_output_dir,
+        train_and_save,
+        training_arguments,
+    )
 
     class CountingDPOTrainer(DPOTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

@@ -62,8 +62,16 @@ def _rows(blocks: list[list[int]]) -> list[dict[str, list[int]]]:
 
 
 def run(config: PTConfig, callbacks: list[Any] = ()) -> dict[str, Any]:
-    from subjectlm.train.setup import (build_trainer, final_loss, fmt_loss, is_main_process, load_model_for_training,
-                                       load_tokenizer_for, prepare_output_dir, train_and_save)
+    from subjectlm.train.setup import (
+        build_trainer,
+        final_loss,
+        fmt_loss,
+        is_main_process,
+        load_model_for_training,
+        load_tokenizer_for,
+        prepare_output_dir,
+        train_and_save,
+    )
 
     checkpoint = prepare_output_dir(config)
     tokenizer = load_tokenizer_for(config)

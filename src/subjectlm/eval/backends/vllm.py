@@ -23,6 +23,7 @@ from typing import Sequence
 from subjectlm.eval.backends import BackendUnavailable
 from subjectlm.eval.backends.hf import TokenizerText
 
+
 class VLLMBackend(TokenizerText):
     def __init__(self, model: str, dtype: str = "auto", trust_remote_code: bool = False, **_ignored):
         try:
