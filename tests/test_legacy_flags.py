@@ -122,6 +122,8 @@ def test_cla3_with_cot_is_an_error():
 
     with pytest.raises(ConfigError, match="prompt_style"):
         _exam("--prompt_style", "cla3", "--cot")
+    with pytest.raises(ConfigError, match="hf backend"):
+        _exam("--prompt_style", "cla3", "--model", "m.gguf")
 
 
 def test_old_flags_that_change_nothing_say_so():

@@ -52,6 +52,9 @@ def resolve_config(config: Any) -> None:
             raise ConfigError("prompt_style: cla3 reproduces the old answer-only letter scoring; drop --cot")
         if getattr(config, "scoring", "letter") != "letter":
             raise ConfigError("prompt_style: cla3 scores letters as the old script did; it needs --scoring letter")
+        if config.backend not in ("auto", "hf") or str(config.model).endswith(".gguf"):
+            raise ConfigError("prompt_style: cla3 reads raw logits over the whole vocabulary (the old repetition "
+                              "penalty needs them): it runs on the hf backend with a model directory")
 
 
 def notes(config: Any) -> list[str]:
