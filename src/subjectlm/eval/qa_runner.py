@@ -148,8 +148,9 @@ class QAModel:
 
         params = GenParams(max_tokens=max_new_tokens, temperature=0.0, stop=[] if self.chat else [Q.PLAIN_STOP])
         replies = self.backend.generate([self.prompt(item.question) for item in items], params)
-        return [{"answer": r.text.strip(), "answer_tokens": r.completion_tokens, "finished": r.finish_reason == "stop"}
-                for r in replies]
+        # An answer cut at max_new_tokens can end inside a multi-byte character: drop the replacement mark.
+        return [{"answer": r.text.rstrip("\ufffd").strip(), "answer_tokens": r.completion_tokens,
+                 "finished": r.finish_reason == "stop"} for r in replies]
 
 
 def score_batch(qa_model: QAModel, items: Sequence[Q.QAItem], max_new_tokens: int) -> list[dict[str, Any]]:
