@@ -105,3 +105,11 @@ def test_stage_dtypes_come_from_one_table():
         build_config(ExamConfig, {"data": "exam", "dtype": "bf61"}, source="command line")
     with pytest.raises(ConfigError, match="dtype: must be one of"):
         dtype_name("bf61")
+
+
+def test_a_yaml_key_may_be_a_flag_alias(tmp_path):
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("model_name_or_path: /m\nlora_rank: 4\n")
+    assert parse([str(yaml_file)]) == ExampleConfig(model="/m", lora_rank=4)
+    with pytest.raises(ConfigError, match=r"model: given twice \(as 'model' and its alias 'model_name_or_path'\)"):
+        build_config(ExampleConfig, {"model": "/a", "model_name_or_path": "/b"})

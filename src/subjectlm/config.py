@@ -118,10 +118,24 @@ def check_option(f: dataclasses.Field, value: Any, source: str = "config") -> No
             raise ConfigError(f"{source}: {f.name}: must be at least {least}, got {item}")
 
 
+def _alias_keys_to_names(cls: type, values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """A YAML key may be a flag alias too (`model_name_or_path: M`, as the old scripts' configs say)."""
+    by_alias = {alias.lstrip("-"): f.name for f in dataclasses.fields(cls) for alias in f.metadata.get("aliases", ())}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = by_alias.get(key, key)
+        if name in out:
+            raise ConfigError(f"{source}: {name}: given twice (as {name!r} and its alias {key!r})"
+                              if key != name else f"{source}: {name}: given twice")
+        out[name] = value
+    return out
+
+
 def build_config(cls: type, values: Mapping[str, Any], source: str = "config") -> Any:
     """Instantiate `cls` from a mapping; unknown keys and bad types are errors naming the key."""
     hints = _field_types(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    values = _alias_keys_to_names(cls, values, source)
     unknown = [k for k in values if k not in names]
     if unknown:
         raise ConfigError(
