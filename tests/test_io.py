@@ -61,7 +61,7 @@ def test_a_complete_last_line_without_newline_is_kept_and_appends_start_a_new_li
 
 def test_missing_file(tmp_path):
     assert read_jsonl(tmp_path / "none.jsonl", missing_ok=True) == []
-    with pytest.raises(JsonlError, match="none.jsonl:0: no such file"):
+    with pytest.raises(JsonlError, match="none.jsonl: no such file"):
         read_jsonl(tmp_path / "none.jsonl")
 
 

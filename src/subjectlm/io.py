@@ -32,11 +32,11 @@ class OutputExistsError(UserError, FileExistsError):
 
 
 class JsonlError(UserError, ValueError):
-    """A JSON-lines file with a bad row; the message starts with file:line."""
+    """A JSON-lines file with a bad row (the message starts with file:line), or no such file."""
 
-    def __init__(self, path: Path, line: int, message: str):
+    def __init__(self, path: Path, line: int | None, message: str):
         self.path, self.line = path, line
-        super().__init__(f"{path}:{line}: {message}")
+        super().__init__(f"{path}:{line}: {message}" if line is not None else f"{path}: {message}")
 
 
 # ---- output directory policy
@@ -88,7 +88,7 @@ def read_jsonl(path: str | Path, *, repair: bool = False, missing_ok: bool = Fal
     if not path.is_file():
         if missing_ok:
             return rows
-        raise JsonlError(path, 0, "no such file")
+        raise JsonlError(path, None, "no such file")
     data = path.read_bytes()
     lines = data.split(b"\n")
     offset = 0
