@@ -31,6 +31,7 @@ def test_every_stage_error_is_a_user_error():
     from subjectlm.eval.compare import CompareError
     from subjectlm.eval.exams import ExamError
     from subjectlm.export.gguf import ExportError
+    from subjectlm.export.hparams import HParamsError
     from subjectlm.export.quantize import QuantizeError
     from subjectlm.export.vocab import VocabError
     from subjectlm.io import JsonlError, OutputExistsError
@@ -40,7 +41,7 @@ def test_every_stage_error_is_a_user_error():
     from subjectlm.train.templates import TemplateError
 
     for cls in (ConfigError, DataError, DataFileNotFoundError, BackendUnavailable, CompareError, ExamError,
-                ExportError, QuantizeError, VocabError, JsonlError, OutputExistsError, MergeError,
+                ExportError, HParamsError, QuantizeError, VocabError, JsonlError, OutputExistsError, MergeError,
                 SafetensorsFormatError, ModelNotFoundError, TemplateError):
         assert issubclass(cls, UserError), cls.__name__
     # Code that catches the builtin bases keeps working.

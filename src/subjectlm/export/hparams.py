@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from subjectlm.errors import UserError
 
-class HParamsError(ValueError):
+
+class HParamsError(UserError, ValueError):
     pass
 
 
