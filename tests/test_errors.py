@@ -68,6 +68,11 @@ def test_errors_from_stage_code_reach_the_cli(tmp_path, capsys):
     """Errors raised deep in a stage (not by the config) come out the same way."""
     assert main(["export", "ollama", "--gguf", str(tmp_path / "missing.gguf")]) == 2
     assert _one_error_line(capsys.readouterr().err).startswith("error: gguf: ")
+    not_gguf = tmp_path / "model.gguf"
+    not_gguf.write_bytes(b"not a gguf file")
+    assert main(["export", "ollama", "--gguf", str(not_gguf)]) == 2
+    assert _one_error_line(capsys.readouterr().err) == (
+        f"error: gguf: {not_gguf} is not a readable GGUF file (GGUF magic invalid)")
 
     base = tmp_path / "base"
     base.mkdir()

@@ -62,7 +62,12 @@ def gguf_chat_metadata(path: str | Path) -> tuple[str | None, list[str]]:
     """(Jinja chat template, texts of the end-of-generation tokens) stored in a GGUF."""
     import gguf
 
-    reader = gguf.GGUFReader(str(path))
+    from subjectlm.export.gguf import ExportError
+
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except ValueError as exc:  # gguf's reader says only "GGUF magic invalid" and the like
+        raise ExportError(f"gguf: {path} is not a readable GGUF file ({exc})") from None
     fields = reader.fields
     template = fields["tokenizer.chat_template"].contents() if "tokenizer.chat_template" in fields else None
     tokens = fields["tokenizer.ggml.tokens"].contents() if "tokenizer.ggml.tokens" in fields else []
