@@ -431,10 +431,10 @@ def test_cli_merges_several_loras_in_order(tmp_path, tiny_llama_untied_dir, caps
     assert code == 0
     assert str(tmp_path / "m") in capsys.readouterr().out
     assert_matches_peft(tmp_path / "m", tiny_llama_untied_dir, [first, second])
-    # A user error is one line on stderr and exit code 1, not a traceback.
+    # A user error is one line on stderr and exit code 2, not a traceback.
     capsys.readouterr()
     assert main(["merge", "--base", str(tiny_llama_untied_dir), "--lora", str(tmp_path / "nope"),
-                 "--output_dir", str(tmp_path / "m2")]) == 1
+                 "--output_dir", str(tmp_path / "m2")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "not a LoRA adapter directory" in err and "Traceback" not in err
 

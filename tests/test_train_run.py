@@ -57,7 +57,7 @@ def test_existing_output_dir_is_refused(tmp_path, sft_file, tiny_llama_dir, caps
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    assert main(["sft", *_flags(tiny_llama_dir, sft_file, out)]) == 1
+    assert main(["sft", *_flags(tiny_llama_dir, sft_file, out)]) == 2
     assert "--overwrite_output_dir" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
 
