@@ -352,17 +352,18 @@ def test_pickle_base_and_adapter_refused_unless_allowed(tmp_path, tiny_llama_unt
 # ---------------------------------------------------------------- mismatches: clear errors, nothing written
 
 
-def _rewrite_adapter(src: Path, dst: Path, rename: dict[str, str] = {}, config: dict = {}, drop: str = "") -> Path:
+def _rewrite_adapter(src: Path, dst: Path, rename: dict[str, str] | None = None, config: dict | None = None,
+                     drop: str = "") -> Path:
     from safetensors.torch import load_file, save_file
 
     dst.mkdir()
     tensors = load_file(src / "adapter_model.safetensors")
     tensors = {k: v for k, v in tensors.items() if not drop or drop not in k}
-    for old, new in rename.items():
+    for old, new in (rename or {}).items():
         tensors = {k.replace(old, new): v for k, v in tensors.items()}
     save_file(tensors, dst / "adapter_model.safetensors")
     cfg = json.loads((src / "adapter_config.json").read_text())
-    (dst / "adapter_config.json").write_text(json.dumps({**cfg, **config}))
+    (dst / "adapter_config.json").write_text(json.dumps({**cfg, **(config or {})}))
     return dst
 
 

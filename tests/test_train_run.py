@@ -71,7 +71,7 @@ def test_sft_writes_all_outputs_and_resume_after_sigkill_equals_uninterrupted(tm
     assert (full / "checkpoints" / "checkpoint-6").is_dir()
 
     # The same run, killed with SIGKILL right after its step-4 checkpoint is complete.
-    script = f"""
+    script = """
 import os, signal, sys
 from transformers import TrainerCallback
 from subjectlm.config import add_config_arguments, config_from_args
