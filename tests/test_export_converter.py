@@ -92,7 +92,8 @@ def test_neither_converter_knows_it_is_a_clear_error(converter_dir, tmp_path, sm
     (tmp_path / "m").mkdir()
     model_dir = _model_type_dir(tmp_path / "m", "made_up", "MadeUpForCausalLM")
     smollm_tokenizer.save_pretrained(model_dir)
-    with pytest.raises(UserError, match="llama.cpp's converter .* could not convert .*MadeUpForCausalLM"):
+    with pytest.raises(UserError, match="neither converter .* not in subjectlm's table .* llama.cpp's converter .* "
+                                         "could not convert .*MadeUpForCausalLM"):
         export_model(model_dir, tmp_path / "x.gguf", "f16")
     assert not (tmp_path / "x.gguf").exists()
 

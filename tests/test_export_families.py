@@ -176,15 +176,17 @@ def _fields(path):
     reader = gguf.GGUFReader(str(path))
     skip = ("tokenizer.ggml.merges", "tokenizer.ggml.tokens", "tokenizer.ggml.token_type")
     return ({k: v.contents() for k, v in reader.fields.items() if k not in skip},
-            {t.name: tuple(int(x) for x in t.shape) for t in reader.tensors})
+            {t.name: tuple(int(x) for x in t.shape) for t in reader.tensors},
+            {t.name: t.tensor_type.name for t in reader.tensors})
 
 
 @pytest.mark.parametrize("family_dir", ["qwen3_moe"], indirect=True)
 def test_qwen3_moe_metadata_and_stacked_experts(family_dir, tmp_path):
     from subjectlm.export.gguf import export_gguf
 
-    f, shapes = _fields(export_gguf(family_dir, tmp_path / "m.gguf", "f32", progress=False).path)
+    f, shapes, types = _fields(export_gguf(family_dir, tmp_path / "m.gguf", "q8_0", progress=False).path)
     assert f["general.architecture"] == "qwen3moe"
+    assert types["blk.1.ffn_gate_inp.weight"] == "F32" and types["blk.1.ffn_up_exps.weight"] == "Q8_0"
     assert (f["qwen3moe.expert_count"], f["qwen3moe.expert_used_count"]) == (4, 2)
     assert f["qwen3moe.expert_feed_forward_length"] == 32
     assert f["qwen3moe.attention.key_length"] == 32 and f["qwen3moe.embedding_length"] == 64
@@ -200,7 +202,7 @@ def test_qwen3_moe_metadata_and_stacked_experts(family_dir, tmp_path):
 def test_gemma3_metadata_has_the_pattern_and_both_rope_bases(family_dir, tmp_path):
     from subjectlm.export.gguf import export_gguf
 
-    f, _ = _fields(export_gguf(family_dir, tmp_path / "m.gguf", "f32", progress=False).path)
+    f, _, _ = _fields(export_gguf(family_dir, tmp_path / "m.gguf", "f32", progress=False).path)
     assert f["general.architecture"] == "gemma3"
     assert f["gemma3.attention.sliding_window"] == 64
     assert f["gemma3.attention.sliding_window_pattern"] == [True, False, True]

@@ -95,12 +95,19 @@ def export_model(model_dir: Path, output: Path, outtype: str = "f16", converter:
         result = export_gguf(model_dir, output, outtype, overwrite=overwrite, pre_tokenizer=pre_tokenizer,
                              trust_remote_code=trust_remote_code, progress=progress)
     else:
-        from subjectlm.export.llamacpp_converter import convert
+        from subjectlm.export.llamacpp_converter import ConverterError, convert
 
         if pre_tokenizer:
             raise ExportError("pre_tokenizer: only the subjectlm converter takes it (llama.cpp's detects its own)")
         check_output_dir(output, overwrite)
-        convert(model_dir, output, outtype)
+        try:
+            convert(model_dir, output, outtype)
+        except ConverterError as exc:
+            if converter != "auto":
+                raise
+            family = json.loads((model_dir / "config.json").read_text()).get("model_type")
+            raise ExportError(f"neither converter can convert {model_dir}: model_type {family!r} is not in "
+                              f"subjectlm's table ({', '.join(FAMILIES)}), and {exc}") from exc
         result = _result(output, outtype, None)
     try:
         result.eot = check_chat_ending(output, model_dir, trust_remote_code)

@@ -103,6 +103,8 @@ def _tensor_type(name: str, shape: tuple[int, ...], outtype: str):
     q = gguf.GGMLQuantizationType
     if len(shape) == 1 or outtype == "f32" or name == "rope_freqs.weight":
         return q.F32  # norms and biases stay exact: tiny, and llama.cpp expects f32 there
+    if name.endswith("ffn_gate_inp.weight"):
+        return q.F32  # the MoE router: small, and picks experts (llama.cpp's quantizer keeps it f32 too)
     if outtype == "q8_0":
         return q.Q8_0 if shape[-1] % 32 == 0 else q.F16
     return {"f16": q.F16, "bf16": q.BF16}[outtype]
@@ -224,7 +226,8 @@ def export_gguf(model_dir: str | Path, output: str | Path, outtype: str = "f16",
     config = model_config(model_dir)
     family = config.get("model_type")
     if family not in FAMILIES:
-        raise ExportError(f"model_type {family!r} is not supported; supported: {', '.join(FAMILIES)}")
+        raise ExportError(f"model_type {family!r} is not supported; supported: {', '.join(FAMILIES)} "
+                          "(`export gguf --converter auto` hands other families to llama.cpp's own converter)")
     spec = FAMILIES[family]
     # The key/values are collected in memory first: a config llama.cpp cannot run stops here.
     writer = gguf.GGUFWriter(path=None, arch=spec.arch)
