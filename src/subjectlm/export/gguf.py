@@ -276,7 +276,7 @@ def export_gguf(model_dir: str | Path, output: str | Path, outtype: str = "f16",
                 bar.update(1)
         finally:
             reader.close()
-        for name, array in extra:
+        for _, array in extra:
             writer.write_tensor_data(array)
         bar.close()
         handle.flush()
