@@ -282,7 +282,8 @@ def check_prefix(dtype: str, ctx: Ctx, budget: Budget, results: dict) -> str:
         raise Skip(f"{DEVICE_DIR / 'ceval'} missing: run `python bench/gpu_check.py --prepare` first")
     if not results:  # one worker measures both dtypes; its failure is both lines' failure
         try:
-            results.update(worker("prefix", budget, 240, ctx, "--model", ctx.default, "--device", ctx.device,
+            cap = 240 if ctx.device.startswith("cuda") else 900  # a CPU tries the script, slowly
+            results.update(worker("prefix", budget, cap, ctx, "--model", ctx.default, "--device", ctx.device,
                                   *(["--tiny-only"] if ctx.quick else [])))
         except Fail as exc:
             results["failed"] = str(exc)
