@@ -78,7 +78,7 @@ def exam_section(stages: list[Stage]) -> Built:
         base = scoring_modes(read_json(stage.dir / "base" / "summary.json"), "macro")
         if not compare and not tuned:
             continue
-        section.blocks.append(Text(f"Exam `{stage.config.get('data', '?')}`, split {stage.config.get('split', 'val')}, "
+        section.blocks.append(Text(f"Exam {stage.config.get('data', '?')}, split {stage.config.get('split', 'val')}, "
                                    f"{stage.config.get('shots', '?')}-shot{label}. Paired over the questions both "
                                    "models answered; exact McNemar test on the discordant questions; * p < 0.05."))
         for mode, result in compare.items():
@@ -147,7 +147,7 @@ def qa_section(stages: list[Stage]) -> Built:
             section.blocks.append(Table(["score", "questions", "start", "tuned", "Δ", "95% CI of Δ",
                                          "up / down", "sign-test p"], rows))
     if not section.blocks:
-        section.blocks.append(Text(f"{NOT_RUN}: no eval stage with QA data (`qa_data`)."))
+        section.blocks.append(Text(f"{NOT_RUN}: no eval stage with QA data (qa_data)."))
     return section, verdicts
 
 
@@ -171,7 +171,7 @@ def ppl_section(stages: list[Stage]) -> Built:
         section.blocks.append(Table(["file", "tokens", "start", "tuned"], rows))
         verdicts.append(f"held-out perplexity: start {num(b_all, 2)} -> tuned {num(t_all, 2)}")
     if not section.blocks:
-        section.blocks.append(Text(f"{NOT_RUN}: no eval stage with `ppl_data`."))
+        section.blocks.append(Text(f"{NOT_RUN}: no eval stage with ppl_data."))
     return section, verdicts
 
 
