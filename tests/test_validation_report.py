@@ -39,14 +39,20 @@ def _train_stage(out: Path, name: str, losses: list[float]) -> dict:
 
 
 def _exam_run(folder: Path, right: set[int], docs, infos, model: str) -> None:
+    """An exam run scored both ways: letters right on every third question (both models), cloze on `right`."""
     from subjectlm.eval.report import summarize
 
     folder.mkdir(parents=True)
-    records = [{"subject": "kestrel_geology", "id": d.id, "repeat": 0, "pred": "A", "answer": d.answer,
-                "correct": i in right} for i, d in enumerate(docs)]
+    records = []
+    for i, d in enumerate(docs):
+        modes = {"letter": {"prediction": "A", "correct": i % 3 == 0},
+                 "cloze_acc": {"prediction": "B", "correct": i in right}}
+        records.append({"subject": "kestrel_geology", "id": d.id, "repeat": 0, "answer": d.answer, "modes": modes,
+                        "prediction": "A", "correct": i % 3 == 0})
     (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     summary = summarize(records, infos, {"model": model, "data": str(EXAM), "format": "ceval", "split": "val",
-                                         "shots": 5, "with_prompt": False, "cot": False, "n_times": 1})
+                                         "shots": 5, "with_prompt": False, "cot": False, "n_times": 1,
+                                         "scoring": "both", "scoring_modes": ["letter", "cloze_acc"]})
     (folder / "summary.json").write_text(json.dumps(summary))
 
 
@@ -140,9 +146,12 @@ def test_markdown_lists_every_section_and_the_numbers(run_dir):
     n = len(read_exam(EXAM, "ceval", "val")[1][0].docs)
     assert n % 4 == 0  # so the accuracies below are exact
     lines = summary_lines(run_dir)
-    exam = next(ln for ln in lines if ln.startswith("exam (letter)"))
-    # base: every 4th right (15); tuned: those plus every odd one (15 + 30)
-    assert f"start 25.0% -> tuned 75.0% (+50.0 points over {n} questions" in exam
+    letter = next(ln for ln in lines if ln.startswith("exam (letter)"))
+    assert "(+0.0 points" in letter and "McNemar p=1)" in letter
+    cloze = next(ln for ln in lines if ln.startswith("exam (cloze_acc)"))
+    # base: every 4th right; tuned: those plus every odd one
+    assert f"start 25.0% -> tuned 75.0% (+50.0 points over {n} questions" in cloze
+    assert "**scoring: letter**" in md and "**scoring: cloze_acc**" in md
     assert any(ln.startswith("QA ref_logprob: start -2.860 -> tuned -1.540 (Δ +1.320") for ln in lines)
     assert "held-out perplexity: start 26.00 -> tuned 9.50" in lines
     arena = next(ln for ln in lines if ln.startswith("arena"))
