@@ -141,3 +141,33 @@ def test_exported_vocab_tokenizes_like_llama_cpps_reference(name, tmp_path):
         ref.close()
         if ours is not None:
             ours.close()
+
+
+def test_phi3_export_keeps_phi3s_whitespace_rule_for_chat_text(tmp_path):
+    """llama.cpp lets Phi-3's special tokens absorb the whitespace after them only when general.name
+    says phi3; a Phi-3 fine-tune saved as `model` still gets that rule, so its chat prompts tokenize as
+    with llama.cpp's reference Phi-3 vocabulary."""
+    import llama_cpp
+    import torch
+    from transformers import AutoModelForCausalLM, Phi3Config
+
+    from subjectlm.export.gguf import export_gguf
+
+    tok = _rebuilt_tokenizer("phi-3")
+    config = Phi3Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "model", safe_serialization=True)
+    tok.save_pretrained(tmp_path / "model")
+    exported = export_gguf(tmp_path / "model", tmp_path / "m.gguf", "f16", progress=False).path
+    ref = llama_cpp.Llama(model_path=str(VOCAB_DIR / "ggml-vocab-phi-3.gguf"), vocab_only=True, verbose=False)
+    ours = llama_cpp.Llama(model_path=str(exported), vocab_only=True, verbose=False)
+    try:
+        assert ours.metadata["general.name"] == "model (phi3)"
+        for text in ("<|user|>\nName a rock.<|end|>\n<|assistant|>\n", "<|system|> Be brief. <|end|> 你好"):
+            assert ours.tokenize(text.encode(), add_bos=False, special=True) == \
+                ref.tokenize(text.encode(), add_bos=False, special=True)
+    finally:
+        ref.close()
+        ours.close()

@@ -122,6 +122,21 @@ def _cast(array, qtype):
     return gguf.quants.quantize(np.ascontiguousarray(array, dtype=np.float32), qtype)
 
 
+# The tokens llama.cpp's Phi-3 tokenizer rule looks up (src/llama-vocab.cpp); it throws without them.
+_PHI3_RULE_TOKENS = ("<s>", "</s>", "<unk>", "<|endoftext|>")
+
+
+def general_name(name: str, arch: str, vocab: Vocab) -> str:
+    """`general.name`. llama.cpp gives a Phi-3 vocabulary Phi-3's whitespace rules (special tokens
+    absorb the whitespace after them, as in transformers) only when this name says "phi3" or "phi-3",
+    so a Phi-3 fine-tune saved as `runs/merged` would otherwise tokenize its chat prompts differently."""
+    lowered = name.lower()
+    if arch == "phi3" and "phi3" not in lowered and "phi-3" not in lowered and \
+            set(_PHI3_RULE_TOKENS) <= set(vocab.tokens):
+        return f"{name} (phi3)"
+    return name
+
+
 def model_config(model_dir: Path) -> dict[str, Any]:
     """config.json as a dict; for a multimodal Gemma 3, its text model's config (with defaults filled
     in by transformers, since save_pretrained leaves default values out of nested configs)."""
@@ -231,7 +246,6 @@ def export_gguf(model_dir: str | Path, output: str | Path, outtype: str = "f16",
     spec = FAMILIES[family]
     # The key/values are collected in memory first: a config llama.cpp cannot run stops here.
     writer = gguf.GGUFWriter(path=None, arch=spec.arch)
-    writer.add_name(config.get("_name_or_path") or model_dir.name)
     writer.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
                           "bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[outtype])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
@@ -243,6 +257,7 @@ def export_gguf(model_dir: str | Path, output: str | Path, outtype: str = "f16",
     n_vocab = next(p.shape[0] for p in plan if p.name == "token_embd.weight")
     writer.add_vocab_size(n_vocab)
     vocab = build_vocab(model_dir, n_vocab, pre=pre_tokenizer, trust_remote_code=trust_remote_code)
+    writer.add_name(general_name(config.get("_name_or_path") or model_dir.name, spec.arch, vocab))
 
     with atomic_file(output, mode="wb") as handle:
         _write_vocab(writer, vocab)
