@@ -16,7 +16,8 @@ from subjectlm.backends import Answer, GenParams, Piece, Prompt, acquire, answer
 from subjectlm.backends.text import chat_text
 
 
-def open_llama(path: str | Path, n_ctx: int = 2048, logits_all: bool = False, lora: str | Path | None = None):
+def open_llama(path: str | Path, n_ctx: int = 2048, logits_all: bool = False, lora: str | Path | None = None,
+               **options):
     """A llama_cpp.Llama on CPU, quiet; a clear error when llama-cpp-python is missing."""
     from subjectlm.errors import UserError
 
@@ -28,7 +29,7 @@ def open_llama(path: str | Path, n_ctx: int = 2048, logits_all: bool = False, lo
     try:
         return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, logits_all=logits_all, verbose=False,
                                n_threads=max(1, min(8, threads)), n_gpu_layers=0,
-                               lora_path=str(lora) if lora else None)
+                               lora_path=str(lora) if lora else None, **options)
     except ValueError as exc:  # llama.cpp says why only on stderr, which verbose=False hides
         raise UserError(f"llama.cpp (llama-cpp-python {llama_cpp.__version__}) could not load {path}"
                         f"{' with adapter ' + str(lora) if lora else ''}: {exc}. Is it a GGUF for this "

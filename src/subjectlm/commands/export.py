@@ -36,7 +36,7 @@ def run_gguf(args: argparse.Namespace) -> int:
 
     config = config_from_args(GGUFConfig, args)
     paths = export_all(config.model, Path(config.output), config.outtype, config.quantize, config.overwrite,
-                       config.pre_tokenizer, config.trust_remote_code)
+                       config.pre_tokenizer, config.trust_remote_code, converter=config.converter)
     if config.verify:
         from subjectlm.export.verify import format_table, verify
 
