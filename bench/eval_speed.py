@@ -16,8 +16,20 @@ byte-identical to our prompts.
     .venv/bin/python bench/eval_speed.py --all           # all 52 subjects (lm-eval: over an hour here)
     .venv/bin/python bench/eval_speed.py --limit 5       # first 5 questions per subject (quick look)
 
-Last line: eval_speedup_vs_lmeval=X.XX agreement=Y.YYY accuracy=Z.ZZZ rss_ratio_vs_lmeval=R.RR
+Last letter line: eval_speedup_vs_lmeval=X.XX agreement=Y.YYY accuracy=Z.ZZZ rss_ratio_vs_lmeval=R.RR
 (agreement: share of questions where both predict the same letter; accuracy: ours).
+
+Cloze line (`--scoring cloze|both`, the default both): ours with `--scoring cloze` against
+lm-eval's multiple_choice scoring of the same questions with the option texts as the choices
+(a second local task YAML per subject: `doc_to_text` the question and 答案：, `doc_to_choice`
+the four option texts, `target_delimiter: ""`, shots followed by their correct option's text),
+metrics acc, acc_norm and acc_bytes. It checks contexts and continuations byte-identical, the
+summed log-likelihoods of every option (max |Δ|) and the predictions of each metric:
+
+    cloze_speedup_vs_lmeval=X.XX agreement_acc=… agreement_acc_norm=… agreement_acc_bytes=… max_abs_ll_diff=…
+
+Our cloze time includes the PMI metric's neutral-context rows, which lm-eval is not asked for.
+Without lm-eval installed the script says so, prints our side only and exits 2.
 
 Measured 2026-11-28 on the quiet 2-core CPU machine, the default 266 questions: ours 163.5 s (1.6 GB peak),
 lm-eval 910.5 s (14.0 GB); 266/266 contexts byte-identical; last line
@@ -27,6 +39,7 @@ eval_speedup_vs_lmeval=5.57 agreement=1.000 accuracy=0.241 rss_ratio_vs_lmeval=0
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -47,28 +60,35 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def child_ours(args) -> dict:
+def child_ours(args, scoring: str = "letter") -> dict:
     from subjectlm.eval.runner import PREDICTIONS, ExamConfig, read_predictions, run_exam
 
-    out = Path(args.workdir) / "ours"
+    out = Path(args.workdir) / f"ours_{scoring}"
     start = time.perf_counter()
     run_exam(ExamConfig(model="default", data=str(args.data), subjects=args.subjects, shots=args.shots,
                         batch_size=args.batch_size, limit=args.limit, output_dir=str(out), overwrite=True,
-                        dtype="fp32", device="cpu"), log=lambda _: None)
+                        dtype="fp32", device="cpu", scoring=scoring), log=lambda _: None)
     seconds = time.perf_counter() - start
-    preds = {f"{r['subject']}/{r['id']}": {"prediction": r["prediction"], "correct": r["correct"]}
+    preds = {f"{r['subject']}/{r['id']}": {"prediction": r["prediction"], "correct": r["correct"],
+                                           "modes": r.get("modes", {}), "cloze": r.get("cloze")}
              for r in read_predictions(out / PREDICTIONS)}
     # The exact prompts, to compare with lm-eval's contexts.
     from subjectlm.eval import prompts as P
     from subjectlm.eval.exams import read_exam
 
     _, exams = read_exam(args.data, "ceval", "val", args.subjects)
-    texts = {f"{e.info.handle}/{d.id}": P.prompt(P.style("ceval"), e.info.name, e.dev[: args.shots], d)
-             for e in exams for d in e.docs[: args.limit]}
+    style = P.style("ceval")
+    if scoring == "cloze":  # each option's (context, continuation), as lm-eval's arguments hold them
+        texts = {f"{e.info.handle}/{d.id}": [[P.cloze_prompt(style, e.info.name, e.dev[: args.shots], d), c]
+                                             for c in P.cloze_continuations(style, d)]
+                 for e in exams for d in e.docs[: args.limit]}
+    else:
+        texts = {f"{e.info.handle}/{d.id}": P.prompt(style, e.info.name, e.dev[: args.shots], d)
+                 for e in exams for d in e.docs[: args.limit]}
     return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "predictions": preds, "prompts": texts}
 
 
-def _write_tasks(args, task_dir: Path) -> list[str]:
+def _write_tasks(args, task_dir: Path, scoring: str = "letter") -> list[str]:
     import csv
 
     mapping = json.loads((Path(args.data) / "subject_mapping.json").read_text(encoding="utf-8"))
@@ -84,7 +104,7 @@ def _write_tasks(args, task_dir: Path) -> list[str]:
             path.write_text("".join(json.dumps({k: str(v) for k, v in r.items()}, ensure_ascii=False) + "\n"
                                     for r in rows), encoding="utf-8")
             files[split] = str(path)
-        name = f"slbench_ceval_{subject}"
+        name = f"slbench_{scoring}_ceval_{subject}"
         header = f"以下是中国关于{mapping[subject][1]}考试的单项选择题，请选出其中的正确答案。\n\n"
         task = {
             "task": name, "dataset_path": "json",
@@ -95,12 +115,15 @@ def _write_tasks(args, task_dir: Path) -> list[str]:
             "doc_to_choice": ["A", "B", "C", "D"], "doc_to_target": "{{['A', 'B', 'C', 'D'].index(answer)}}",
             "target_delimiter": "", "fewshot_delimiter": "\n\n", "metric_list": [{"metric": "acc"}],
         }
+        if scoring == "cloze":  # the option texts are the choices; a shot is followed by its correct text
+            task.update({"doc_to_text": "{{question}}\n答案：", "doc_to_choice": "{{[A, B, C, D]}}",
+                         "metric_list": [{"metric": m} for m in ("acc", "acc_norm", "acc_bytes")]})
         (task_dir / f"{name}.yaml").write_text(json.dumps(task, ensure_ascii=False, indent=1), encoding="utf-8")
         names.append(name)
     return names
 
 
-def child_lmeval(args) -> dict:
+def child_lmeval(args, scoring: str = "letter") -> dict:
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -108,7 +131,7 @@ def child_lmeval(args) -> dict:
 
     task_dir = Path(args.workdir) / "lmeval_tasks"
     task_dir.mkdir(parents=True, exist_ok=True)
-    names = _write_tasks(args, task_dir)
+    names = _write_tasks(args, task_dir, scoring)
     model_dir = resolve_model("default")
     start = time.perf_counter()
     results = lm_eval.simple_evaluate(
@@ -119,12 +142,16 @@ def child_lmeval(args) -> dict:
     seconds = time.perf_counter() - start
     preds, contexts = {}, {}
     for name in names:
-        subject = name[len("slbench_ceval_"):]
+        subject = name[len(f"slbench_{scoring}_ceval_"):]
         for sample in results["samples"][name]:
             scores = [float(r[0]) for r in sample["filtered_resps"]]
             key = f"{subject}/{sample['doc']['id']}"
-            preds[key] = {"prediction": LETTERS[max(range(4), key=scores.__getitem__)]}
-            contexts[key] = sample["arguments"][0][0] if "arguments" in sample else None
+            preds[key] = {"prediction": LETTERS[max(range(4), key=scores.__getitem__)], "lls": scores}
+            if scoring == "cloze":  # lm-eval's own metric values per question (1.0 = right)
+                preds[key]["metrics"] = {m: sample.get(m) for m in ("acc", "acc_norm", "acc_bytes")}
+                contexts[key] = [list(a[:2]) for a in sample["arguments"]] if "arguments" in sample else None
+            else:
+                contexts[key] = sample["arguments"][0][0] if "arguments" in sample else None
     return {"seconds": seconds, "rss_mb": _peak_rss_mb(), "predictions": preds, "contexts": contexts,
             "version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else "0.4.13"}
 
@@ -139,6 +166,71 @@ def run_child(kind: str, args) -> dict:
     return json.loads(result.read_text(encoding="utf-8"))
 
 
+def _table(ours: dict, theirs: dict | None, n: int) -> None:
+    print(f"{'':10s} {'seconds':>9s} {'q/s':>8s} {'peak RSS MB':>12s}")
+    for name, side in (("subjectlm", ours), ("lm-eval", theirs)):
+        if side is not None:
+            print(f"{name:10s} {side['seconds']:9.1f} {n / side['seconds']:8.3f} {side['rss_mb']:12.0f}")
+
+
+def report_letter(args, ours: dict, theirs: dict | None) -> int:
+    keys = sorted(ours["predictions"])
+    n = len(keys)
+    correct = sum(bool(ours["predictions"][k]["correct"]) for k in keys)
+    print(f"letter scoring, questions: {n} ({len(args.subjects)} subjects, {args.shots}-shot, "
+          f"batch {args.batch_size}, CPU)")
+    if theirs is None:
+        _table(ours, None, n)
+        print(f"letter accuracy={correct / n:.3f} (no lm-eval to compare with)")
+        return 0
+    missing = [k for k in keys if k not in theirs["predictions"]]
+    if missing:
+        print(f"lm-eval lacks {len(missing)} questions, e.g. {missing[:3]}", file=sys.stderr)
+        return 1
+    same = sum(ours["predictions"][k]["prediction"] == theirs["predictions"][k]["prediction"] for k in keys)
+    identical = sum(theirs["contexts"].get(k) == ours["prompts"].get(k) for k in keys)
+    print(f"lm-eval contexts identical to our prompts: {identical}/{n}")
+    _table(ours, theirs, n)
+    print(f"eval_speedup_vs_lmeval={theirs['seconds'] / ours['seconds']:.2f} agreement={same / n:.3f} "
+          f"accuracy={correct / n:.3f} rss_ratio_vs_lmeval={ours['rss_mb'] / theirs['rss_mb']:.2f}")
+    return 0
+
+
+# our cloze mode -> lm-eval's metric of the same definition
+CLOZE_METRICS = {"cloze_acc": "acc", "cloze_acc_norm": "acc_norm", "cloze_acc_bytes": "acc_bytes"}
+
+
+def report_cloze(args, ours: dict, theirs: dict | None) -> int:
+    keys = sorted(ours["predictions"])
+    n = len(keys)
+    accuracy = {m: sum(bool(ours["predictions"][k]["modes"][m]["correct"]) for k in keys) / n
+                for m in (*CLOZE_METRICS, "cloze_acc_pmi")}
+    print(f"cloze scoring, questions: {n} ({len(args.subjects)} subjects, {args.shots}-shot, "
+          f"batch {args.batch_size}, CPU)")
+    print("our accuracy: " + " ".join(f"{m}={v:.3f}" for m, v in accuracy.items()))
+    if theirs is None:
+        _table(ours, None, n)
+        return 0
+    missing = [k for k in keys if k not in theirs["predictions"]]
+    if missing:
+        print(f"lm-eval lacks {len(missing)} questions, e.g. {missing[:3]}", file=sys.stderr)
+        return 1
+    identical = sum(theirs["contexts"].get(k) == ours["prompts"].get(k) for k in keys)
+    print(f"lm-eval (context, continuation) pairs identical to ours: {identical}/{n} questions")
+    diff = max(abs(a - b) for k in keys
+               for a, b in zip(ours["predictions"][k]["cloze"]["logprobs"].values(), theirs["predictions"][k]["lls"]))
+    agreement = {}
+    for mode, metric in CLOZE_METRICS.items():
+        # lm-eval's per-question metric (1.0 right, 0.0 wrong) against ours: the same verdict on each question
+        agreement[metric] = sum(float(bool(ours["predictions"][k]["modes"][mode]["correct"]))
+                                == theirs["predictions"][k]["metrics"][metric] for k in keys) / n
+    _table(ours, theirs, n)
+    print(f"cloze_speedup_vs_lmeval={theirs['seconds'] / ours['seconds']:.2f} "
+          + " ".join(f"agreement_{m}={v:.3f}" for m, v in agreement.items())
+          + f" max_abs_ll_diff={diff:.2e} rss_ratio_vs_lmeval={ours['rss_mb'] / theirs['rss_mb']:.2f}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(CEVAL))
@@ -147,6 +239,7 @@ def main() -> int:
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=8, help="both sides")
     parser.add_argument("--limit", type=int, default=None, help="first N questions per subject")
+    parser.add_argument("--scoring", choices=("letter", "cloze", "both"), default="both")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--_result", default=None, help=argparse.SUPPRESS)
@@ -158,33 +251,29 @@ def main() -> int:
         import torch
 
         torch.set_num_threads(min(2, os.cpu_count() or 1))
-        result = child_ours(args) if args._child == "ours" else child_lmeval(args)
+        side, _, scoring = args._child.partition("_")
+        result = (child_ours if side == "ours" else child_lmeval)(args, scoring or "letter")
         Path(args._result).write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
         return 0
     if not Path(args.data).is_dir():
         print(f"C-Eval data not found at {args.data}", file=sys.stderr)
         return 2
+    has_lmeval = importlib.util.find_spec("lm_eval") is not None
+    if not has_lmeval:
+        print("lm-eval is not installed, so there is no baseline: pip install lm-eval==0.4.13 "
+              "(or pip install 'subjectlm[bench]'). Running our side only.", file=sys.stderr, flush=True)
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="eval_speed-")
-    ours = run_child("ours", args)
-    theirs = run_child("lmeval", args)
-    keys = sorted(ours["predictions"])
-    missing = [k for k in keys if k not in theirs["predictions"]]
-    if missing:
-        print(f"lm-eval lacks {len(missing)} questions, e.g. {missing[:3]}", file=sys.stderr)
-        return 1
-    n = len(keys)
-    same = sum(ours["predictions"][k]["prediction"] == theirs["predictions"][k]["prediction"] for k in keys)
-    correct = sum(bool(ours["predictions"][k]["correct"]) for k in keys)
-    identical = sum(theirs["contexts"].get(k) == ours["prompts"].get(k) for k in keys)
-    qps_ours, qps_theirs = n / ours["seconds"], n / theirs["seconds"]
-    print(f"questions: {n} ({len(args.subjects)} subjects, {args.shots}-shot, batch {args.batch_size}, CPU)")
-    print(f"lm-eval contexts identical to our prompts: {identical}/{n}")
-    print(f"{'':10s} {'seconds':>9s} {'q/s':>8s} {'peak RSS MB':>12s}")
-    print(f"{'subjectlm':10s} {ours['seconds']:9.1f} {qps_ours:8.3f} {ours['rss_mb']:12.0f}")
-    print(f"{'lm-eval':10s} {theirs['seconds']:9.1f} {qps_theirs:8.3f} {theirs['rss_mb']:12.0f}")
-    print(f"eval_speedup_vs_lmeval={qps_ours / qps_theirs:.2f} agreement={same / n:.3f} accuracy={correct / n:.3f} "
-          f"rss_ratio_vs_lmeval={ours['rss_mb'] / theirs['rss_mb']:.2f}")
-    return 0
+    status = 0
+    if args.scoring in ("letter", "both"):
+        ours = run_child("ours", args)
+        status |= report_letter(args, ours, run_child("lmeval", args) if has_lmeval else None)
+    if args.scoring in ("cloze", "both"):
+        ours = run_child("ours_cloze", args)
+        status |= report_cloze(args, ours, run_child("lmeval_cloze", args) if has_lmeval else None)
+    if not has_lmeval:
+        print("lm-eval missing: no speed ratio or agreement measured (pip install lm-eval==0.4.13)")
+        return 2
+    return status
 
 
 if __name__ == "__main__":

@@ -235,10 +235,11 @@ def test_question_attention_equals_full_causal_attention():
         assert torch.allclose(got[r], want, atol=1e-5)
 
 
-@pytest.mark.slow  # llama.cpp decodes each option token by token
+@pytest.mark.slow  # a llama.cpp built without AVX is slow here
 def test_llamacpp_cloze_reuse_equals_one_pass_with_all_logits():
     """The GGUF backend's cloze scores (prefix, question and option cells reused) = one decode of each
-    context+continuation with every position's logits kept."""
+    context+continuation with every position's logits kept. The options here have one, two and three
+    tokens: a one-token batch runs other llama.cpp kernels (0.3 apart on ' 22' when decoded token by token)."""
     pytest.importorskip("llama_cpp")
     import llama_cpp
     import numpy as np
@@ -269,7 +270,7 @@ def test_llamacpp_cloze_reuse_equals_one_pass_with_all_logits():
                 logprobs = logits - logits.max(-1, keepdims=True)
                 logprobs -= np.log(np.exp(logprobs).sum(-1, keepdims=True))
                 want = float(sum(logprobs[k, t] for k, t in enumerate(cont)))
-                assert abs(value - want) <= 1e-3, (option, value, want)
+                assert abs(value - want) <= 1e-4, (option, value, want)
     finally:
         backend.llm.close()
         reference.close()

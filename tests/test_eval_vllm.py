@@ -24,6 +24,7 @@ class SamplingParams:
     temperature: float = 1.0
     logprobs: int | None = None
     allowed_token_ids: list[int] | None = None
+    prompt_logprobs: int | None = None
 
 
 @dataclass
@@ -40,6 +41,7 @@ class _Completion:
 @dataclass
 class _Output:
     outputs: list
+    prompt_logprobs: list | None = None
 
 
 class FakeLLM:
@@ -58,7 +60,12 @@ class FakeLLM:
         for request, p in zip(requests, params):
             ids = torch.tensor([request["prompt_token_ids"]])
             with torch.inference_mode():
-                if p.max_tokens == 1:
+                if p.prompt_logprobs is not None:  # vLLM: each prompt token's raw log-prob, None at position 0
+                    raw = torch.log_softmax(self.model(input_ids=ids).logits[0].float(), -1)
+                    tokens = request["prompt_token_ids"]
+                    steps = [None] + [{t: _Logprob(float(raw[i, t]))} for i, t in enumerate(tokens[1:])]
+                    outs.append(_Output([_Completion()], prompt_logprobs=steps))
+                elif p.max_tokens == 1:
                     raw = torch.log_softmax(self.model(input_ids=ids).logits[0, -1].float(), -1)
                     allowed = p.allowed_token_ids or list(range(raw.shape[0]))
                     token = max(allowed, key=lambda t: raw[t])
@@ -83,6 +90,20 @@ def test_vllm_letter_logprobs_equal_the_hf_backend(fake_vllm, tiny_llama_dir):
     got = load_backend("vllm", str(tiny_llama_dir), dtype="fp32", batch_size=8).score_next(prompts, letters)
     want = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu").score_next(prompts, letters)
     assert len(got) == 5 and all(len(row) == 4 for row in got)
+    assert max(abs(a - b) for g, w in zip(got, want) for a, b in zip(g, w)) <= 1e-4
+
+
+def test_vllm_cloze_logprobs_equal_the_hf_backend(fake_vllm, tiny_llama_dir):
+    from subjectlm.eval import prompts as P
+
+    s = P.style("ceval")
+    shot = P.ExamDoc("x", "0", "中国的首都是____", ("上海", "北京", "广州", "深圳"), "B")
+    docs = [P.ExamDoc("x", str(i), f"1+{i}=____", (str(i), str(i + 1), f"{i}加一", "不知道"), "B") for i in range(3)]
+    contexts = [P.cloze_prompt(s, "算术", [shot], d) for d in docs]
+    options = [P.cloze_continuations(s, d) for d in docs]
+    got = load_backend("vllm", str(tiny_llama_dir), dtype="fp32").score_continuations(contexts, options)
+    want = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu").score_continuations(contexts, options)
+    assert len(got) == 3 and all(len(row) == 4 for row in got)
     assert max(abs(a - b) for g, w in zip(got, want) for a, b in zip(g, w)) <= 1e-4
 
 

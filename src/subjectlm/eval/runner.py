@@ -49,8 +49,9 @@ class ExamConfig:
                         aliases=("--ntrain", "-k"))
     with_prompt: bool = option(False, help="wrap prompts in the model's chat template (shots as turns)")
     cot: bool = option(False, help="chain-of-thought: generate, then extract the letter by regex")
-    scoring: str = option("letter", help="letter (the official next-token letter), cloze (each option's text "
-                                         "scored as the continuation: acc, acc_norm, acc_bytes, acc_pmi) or both")
+    scoring: str = option("letter", choices=tuple(SCORING),
+                          help="letter (the official next-token letter), cloze (each option's text scored as "
+                               "the continuation: acc, acc_norm, acc_bytes, acc_pmi) or both")
     n_times: int = option(1, help="repeat the exam K times; report mean and std")
     batch_size: int = option(8, help="questions per forward pass")
     output_dir: str = option("runs/eval", help="where predictions, summary and report go")
@@ -182,9 +183,8 @@ def run_exam(config: ExamConfig, log: Callable[[str], None] = print, backend=Non
     from tqdm.auto import tqdm
 
     from subjectlm.eval.backends import load_backend
-    from subjectlm.eval.report import summarize, write_report
-
     from subjectlm.eval.exam_check import require_valid_exam
+    from subjectlm.eval.report import summarize, write_report
 
     require_valid_exam(config.data, config.format, config.split, config.subjects or None, log)  # refuse bad files first
     fmt, exams = read_exam(config.data, config.format, config.split, config.subjects or None)

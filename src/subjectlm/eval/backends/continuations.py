@@ -29,8 +29,6 @@ from typing import Callable, Sequence
 
 from subjectlm.eval.backends.shared_prefix import QuestionKV, prefix_key_values
 
-OPTION_ROWS_PER_QUESTION = 4  # option rows per forward = batch_size x this
-
 
 def encode_pair(encode: Callable[..., list[int]], context: str, continuation: str,
                 add_special_tokens: bool = True) -> tuple[list[int], list[int]]:
@@ -127,11 +125,12 @@ def _two_level(backend, contexts, continuations, prefix_len: int, shared, result
         cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         layers = prefix_key_values(cache)
         lengths = torch.tensor([len(q) for q in own], device=backend.device)
-        # Option rows: the option's tokens but its last, each reading its question through the index.
+        # Option rows: the option's tokens but its last, each reading its question through the index;
+        # longest first and batch_size rows at a time, so rows of a forward have similar lengths (less padding).
         rows = [(b, j) for b, i in enumerate(batch) for j, options in enumerate(continuations[i]) if len(options) > 1]
-        step = backend.batch_size * OPTION_ROWS_PER_QUESTION
-        for chunk_start in range(0, len(rows), step):
-            chunk = rows[chunk_start:chunk_start + step]
+        rows.sort(key=lambda r: -len(continuations[batch[r[0]]][r[1]]))
+        for chunk_start in range(0, len(rows), backend.batch_size):
+            chunk = rows[chunk_start:chunk_start + backend.batch_size]
             tokens = [continuations[batch[b]][j] for b, j in chunk]
             question_kv = QuestionKV(layers, torch.tensor([b for b, _ in chunk], device=backend.device), lengths)
             logits, _ = _run_rows(backend, [t[:-1] for t in tokens], [len(contexts[batch[b]]) for b, _ in chunk],

@@ -7,10 +7,15 @@ after it) and only the question's tokens are decoded. Logits are the context's r
 last-token logits, never a sampler's.
 
 Cloze (`score_continuations`) reuses two levels the same way: the subject prefix once,
-each question once, and each option decoded token by token after the question's cells
-(`n_tokens` cut back to the question's end before the next option). Token by token,
-because the context keeps only its last position's logits (`logits_all=False`: a
-full-vocabulary row per position of an 8k context would be gigabytes).
+each question once, and each option decoded in one batch after the question's cells
+(the previous option's cells dropped first), with logits kept for the option's positions
+only: the Llama object keeps `logits_all=False` (a vocabulary row per position of an 8k
+context would be gigabytes), so the option batch is sent through its context directly.
+Batched, not token by token: llama.cpp runs other kernels for a one-token batch, and on
+the default Q4_1 file such sums drifted by up to 0.3 from one batched decode of the whole
+text. So a multi-token option is decoded together with the question's last token
+(re-decoded at its own position), a batch of at least two; a one-token option is read
+from the question's own decode.
 """
 
 from __future__ import annotations
@@ -86,6 +91,20 @@ class LlamaCppBackend:
             out.append([float(logprobs[i]) for i in self.continuation_ids(text, continuations)])
         return out
 
+    def _batch_logprobs(self, start: int, tokens: Sequence[int]):
+        """Log-softmax rows [len(tokens), vocab] after decoding `tokens` at positions start... in one batch
+        (the cells from `start` on dropped first), the question's cells before them kept."""
+        np, llm = self._np, self.llm
+        if len(tokens) > llm.n_batch:
+            raise BackendUnavailable(f"an option of {len(tokens)} tokens exceeds n_batch={llm.n_batch}")
+        llm._ctx.kv_cache_seq_rm(-1, start, -1)
+        llm._batch.set_batch(batch=list(tokens), n_past=start, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        llm.n_tokens = start  # the option's cells are not the context's: the next eval drops them
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(tokens), llm.n_vocab())).astype(np.float64)
+        top = logits.max(-1, keepdims=True)
+        return logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+
     def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
                             add_special_tokens: bool = True) -> list[list[float]]:
         from subjectlm.eval.backends.continuations import encode_requests
@@ -105,12 +124,12 @@ class LlamaCppBackend:
                 if not tokens:  # no tokens of its own: cannot be chosen (as in the hf backend)
                     row.append(float("-inf"))
                     continue
-                total = float(first[tokens[0]])
-                self.llm.n_tokens = len(context)  # keep the question's cells, drop the previous option's
-                for token, following in zip(tokens, tokens[1:]):
-                    self.llm.eval([token])
-                    total += float(self._last_logprobs()[following])
-                row.append(total)
+                if len(tokens) == 1:
+                    row.append(float(first[tokens[0]]))
+                    continue
+                # The question's last token again, then the option's: a batch of two or more (see above).
+                logprobs = self._batch_logprobs(len(context) - 1, [context[-1], *tokens[:-1]])
+                row.append(float(sum(logprobs[k, t] for k, t in enumerate(tokens))))
             out.append(row)
         return out
 
