@@ -15,8 +15,6 @@ the primary mode's (letter when both runs have it), as before scoring modes.
 from __future__ import annotations
 
 import json
-from fractions import Fraction
-from math import comb
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +22,7 @@ from subjectlm.errors import UserError
 from subjectlm.eval.cloze import LETTER, mode_result, primary_mode
 from subjectlm.eval.exams import CATEGORIES
 from subjectlm.io import atomic_file, write_json, write_text
+from subjectlm.scoring.stats import exact_binomial_p
 
 
 class CompareError(UserError, ValueError):
@@ -32,11 +31,7 @@ class CompareError(UserError, ValueError):
 
 def mcnemar_exact(b: int, c: int) -> float:
     """Two-sided exact McNemar p-value for b and c discordant pairs."""
-    n = b + c
-    if n == 0:
-        return 1.0
-    tail = sum(comb(n, i) for i in range(min(b, c) + 1))
-    return float(min(Fraction(1), Fraction(2 * tail, 2 ** n)))
+    return exact_binomial_p(b, c)
 
 
 def run_modes(summary: dict[str, Any]) -> list[str]:

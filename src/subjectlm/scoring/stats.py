@@ -46,18 +46,22 @@ def paired_bootstrap_ci(before: Sequence[float], after: Sequence[float], n_boots
     return {"n": boot["n"], "mean_diff": boot["mean"], "ci": boot["ci"]}
 
 
+def exact_binomial_p(b: int, c: int) -> float:
+    """Two-sided exact binomial p-value of b against c under p=1/2: the sign test, and McNemar's exact test
+    on b and c discordant pairs."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, i) for i in range(min(b, c) + 1))
+    return float(min(Fraction(1), Fraction(2 * tail, 2 ** n)))
+
+
 def sign_test(before: Sequence[float], after: Sequence[float]) -> dict[str, Any]:
     """{"up", "down", "ties", "p_value"}: exact two-sided binomial test on the changed questions."""
     diffs = _differences(before, after)
     up = sum(d > 0 for d in diffs)
     down = sum(d < 0 for d in diffs)
-    n = up + down
-    if n == 0:
-        p = 1.0
-    else:
-        tail = sum(comb(n, i) for i in range(min(up, down) + 1))
-        p = float(min(Fraction(1), Fraction(2 * tail, 2 ** n)))
-    return {"up": up, "down": down, "ties": len(diffs) - n, "p_value": p}
+    return {"up": up, "down": down, "ties": len(diffs) - up - down, "p_value": exact_binomial_p(up, down)}
 
 
 def paired_comparison(before: Sequence[float], after: Sequence[float], n_bootstrap: int = 2000,
