@@ -124,6 +124,8 @@ def test_cla3_with_cot_is_an_error():
         _exam("--prompt_style", "cla3", "--cot")
     with pytest.raises(ConfigError, match="hf backend"):
         _exam("--prompt_style", "cla3", "--model", "m.gguf")
+    with pytest.raises(ConfigError, match="needs --scoring letter"):
+        _exam("--prompt_style", "cla3", "--scoring", "both")
 
 
 def test_old_flags_that_change_nothing_say_so():

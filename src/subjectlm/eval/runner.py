@@ -94,6 +94,9 @@ class ExamConfig:
             raise ConfigError(f"scoring: {self.scoring!r} is not one of {', '.join(SCORING)}")
         if self.cot and self.scoring != "letter":
             raise ConfigError("scoring: --cot generates an answer and reads its letter; it needs --scoring letter")
+        if self.prompt_style == "cla3" and self.scoring != "letter":
+            raise ConfigError("scoring: --prompt_style cla3 reproduces the old script's letter scoring; "
+                              "it needs --scoring letter")
 
 
 def _softmax(values: list[float]) -> list[float]:
