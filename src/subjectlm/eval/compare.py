@@ -131,7 +131,8 @@ def render_markdown(result: dict[str, Any], name_a: str = "A", name_b: str = "B"
     return "\n".join(lines) + "\n"
 
 
-def plot(result: dict[str, Any], path: Path) -> None:
+def plot(result: dict[str, Any], path: Path, label_a: str = "A", label_b: str = "B") -> None:
+    """Accuracy of both runs per group; the legend names each run (the last part of its path)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,8 +144,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
                if mode != result.get("primary_mode")]
     xs = range(len(groups))
     fig, ax = plt.subplots(figsize=(1.6 * len(groups) + 2, 3.6))
-    ax.bar([x - 0.2 for x in xs], [100 * g["acc_a"] for _, g in groups], 0.4, label="A", color="#999999")
-    ax.bar([x + 0.2 for x in xs], [100 * g["acc_b"] for _, g in groups], 0.4, label="B", color="#4C72B0")
+    ax.bar([x - 0.2 for x in xs], [100 * g["acc_a"] for _, g in groups], 0.4, label=f"A: {label_a}", color="#999999")
+    ax.bar([x + 0.2 for x in xs], [100 * g["acc_b"] for _, g in groups], 0.4, label=f"B: {label_b}", color="#4C72B0")
     for x, (_, g) in zip(xs, groups):
         top = 100 * max(g["acc_a"], g["acc_b"])
         ax.annotate(f"{100 * g['delta']:+.1f}{'*' if g['p_value'] < 0.05 else ''}", (x, top + 2), ha="center")
@@ -168,6 +169,6 @@ def compare_runs(run_a: str | Path, run_b: str | Path, output_dir: str | Path | 
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "compare.json", result)
     write_text(out / "compare.md", render_markdown(result, str(run_a), str(run_b)))
-    plot(result, out / "compare.png")
+    plot(result, out / "compare.png", Path(run_a).name, Path(run_b).name)
     result["output_dir"] = str(out)
     return result
