@@ -29,11 +29,10 @@ summed log-likelihoods of every option (max |Δ|) and the predictions of each me
     cloze_speedup_vs_lmeval=X.XX agreement_acc=… agreement_acc_norm=… agreement_acc_bytes=… max_abs_ll_diff=…
 
 Our cloze time includes the PMI metric's neutral-context rows, which lm-eval is not asked for.
-Only a tiny run so far (2026-12-01, `--subjects computer_network,logic --limit 3`, 6 questions, on a
-2-core machine shared with other jobs, so the times are loose): pairs identical 6/6,
-cloze_speedup_vs_lmeval=1.45 agreement_acc=1.000 agreement_acc_norm=1.000 agreement_acc_bytes=1.000
-max_abs_ll_diff=5.60e-04 rss_ratio_vs_lmeval=0.13 (letter in the same run: 2.26, agreement 1.000).
-The full default run (266 questions) is still to be measured.
+Measured 2026-12-01 on the quiet 2-core machine, `--scoring cloze --subjects computer_network,logic --limit 10`
+(20 questions, 5-shot): ours 55.9 s (1.5 GB peak), lm-eval 365.5 s (10.9 GB); pairs identical 20/20;
+cloze_speedup_vs_lmeval=6.53 agreement_acc=1.000 agreement_acc_norm=1.000 agreement_acc_bytes=1.000
+max_abs_ll_diff=1.25e-03 rss_ratio_vs_lmeval=0.14. The full default cloze run (266 questions) is still to be measured.
 Without lm-eval installed the script says so, prints our side only and exits 2.
 
 Measured 2026-11-28 on the quiet 2-core CPU machine, the default 266 questions: ours 163.5 s (1.6 GB peak),
