@@ -70,19 +70,28 @@ class LlamaCppBackend:
             self._cont_cache[key] = first_added_tokens(self.encode, tail, continuations)
         return self._cont_cache[key]
 
-    def _last_logprobs(self):
+    def _log_softmax(self, rows: int):
+        """Log-softmax (float64) of the last decode's `rows` logit rows, over the vocabulary."""
         np = self._np
-        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),)).astype(np.float64)
-        top = logits.max()
-        return logits - top - np.log(np.exp(logits - top).sum())
+        logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(rows, self.llm.n_vocab())).astype(np.float64)
+        top = logits.max(-1, keepdims=True)
+        return logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
 
-    def score_next(self, prompts: Sequence[str], continuations: Sequence[str],
-                   add_special_tokens: bool = True) -> list[list[float]]:
-        seqs = [self.encode(p, add_special_tokens) for p in prompts]
+    def _last_logprobs(self):
+        return self._log_softmax(1)[0]
+
+    def _eval_shared_prefix(self, seqs: Sequence[Sequence[int]]) -> int:
+        """Decode the tokens every sequence starts with once; return how many (0 without prefix reuse)."""
         prefix_len = common_prefix_length(seqs) if self.prefix_reuse else 0
         self.llm.reset()
         if prefix_len:
             self.llm.eval(seqs[0][:prefix_len])
+        return prefix_len
+
+    def score_next(self, prompts: Sequence[str], continuations: Sequence[str],
+                   add_special_tokens: bool = True) -> list[list[float]]:
+        seqs = [self.encode(p, add_special_tokens) for p in prompts]
+        prefix_len = self._eval_shared_prefix(seqs)
         out = []
         for text, seq in zip(prompts, seqs):
             self.llm.n_tokens = prefix_len  # the next eval drops the previous question's cells
@@ -94,26 +103,21 @@ class LlamaCppBackend:
     def _batch_logprobs(self, start: int, tokens: Sequence[int]):
         """Log-softmax rows [len(tokens), vocab] after decoding `tokens` at positions start... in one batch
         (the cells from `start` on dropped first), the question's cells before them kept."""
-        np, llm = self._np, self.llm
+        llm = self.llm
         if len(tokens) > llm.n_batch:
             raise BackendUnavailable(f"an option of {len(tokens)} tokens exceeds n_batch={llm.n_batch}")
         llm._ctx.kv_cache_seq_rm(-1, start, -1)
         llm._batch.set_batch(batch=list(tokens), n_past=start, logits_all=True)
         llm._ctx.decode(llm._batch)
         llm.n_tokens = start  # the option's cells are not the context's: the next eval drops them
-        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(tokens), llm.n_vocab())).astype(np.float64)
-        top = logits.max(-1, keepdims=True)
-        return logits - top - np.log(np.exp(logits - top).sum(-1, keepdims=True))
+        return self._log_softmax(len(tokens))
 
     def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
                             add_special_tokens: bool = True) -> list[list[float]]:
         from subjectlm.eval.backends.continuations import encode_requests
 
         context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens)
-        prefix_len = common_prefix_length(context_ids) if self.prefix_reuse else 0
-        self.llm.reset()
-        if prefix_len:
-            self.llm.eval(context_ids[0][:prefix_len])
+        prefix_len = self._eval_shared_prefix(context_ids)
         out = []
         for context, options in zip(context_ids, option_ids):
             self.llm.n_tokens = prefix_len  # the next eval drops the previous question's cells
