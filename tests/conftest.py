@@ -89,3 +89,20 @@ def tiny_qwen2_dir(tmp_path_factory, smollm_tokenizer) -> Path:
 
     config = _tiny_config(Qwen2Config, smollm_tokenizer, tie=False)
     return _save_tiny(tmp_path_factory.mktemp("tiny-qwen2"), config, smollm_tokenizer, seed=2)
+
+
+# Debian's Chromium, driven headless by Playwright (no browser download); the page tests skip without it.
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
+
+
+@pytest.fixture
+def browser():
+    if CHROMIUM is None:
+        pytest.skip("no chromium binary (/usr/bin/chromium): install Debian's `chromium` package to run this test")
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the dev extra)")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield browser
+        browser.close()

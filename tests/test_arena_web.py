@@ -7,9 +7,6 @@ package (the `dev` extra); it never downloads a browser and is skipped when eith
 import json
 import threading
 import urllib.request
-from pathlib import Path
-
-import pytest
 
 from subjectlm.arena.config import JudgeConfig
 from subjectlm.arena.judge_human import HumanSession, make_server
@@ -18,7 +15,6 @@ from subjectlm.arena.records import load_battles
 PROMPTS = [{"id": f"q{i}", "prompt": f"Question number {i}?", "category": "recall",
             "reference": "The reference." if i == 1 else None} for i in (1, 2)]
 MODELS = ("zebra-model", "otter-model", "heron-model")  # names that must not appear while judging
-CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
 
 
 def make_arena(path):
@@ -74,19 +70,6 @@ def test_server_routes(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("no chromium binary (/usr/bin/chromium): install Debian's `chromium` package to run this test")
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the dev extra)")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield browser
-        browser.close()
 
 
 def test_judging_page_in_chromium(tmp_path, browser):

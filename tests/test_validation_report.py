@@ -17,7 +17,6 @@ from subjectlm.report.sections import scoring_modes
 
 REPO = Path(__file__).resolve().parents[1]
 EXAM = REPO / "examples" / "data" / "exam"
-CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
 HEADINGS = ["Summary", "Exam: starting vs tuned model", "Closed-book QA", "Held-out perplexity", "Arena ratings",
             "GGUF export", "Training loss curves", "Stage configs"]
 
@@ -187,19 +186,6 @@ def test_scoring_modes_of_one_and_several_modes():
     assert scoring_modes({"macro": 0.2, "modes": {"cloze_acc_norm": {"macro": 0.5}}}, "macro") == {
         "cloze_acc_norm": {"macro": 0.5}}
     assert scoring_modes({"something": 1}, "macro") == {}
-
-
-@pytest.fixture
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("no chromium binary (/usr/bin/chromium): install Debian's `chromium` package to run this test")
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (the dev extra)")
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
-        yield browser
-        browser.close()
 
 
 def test_report_page_in_chromium(run_dir, browser):
