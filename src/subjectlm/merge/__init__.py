@@ -1,6 +1,9 @@
 """Merge LoRA adapters into a base model's safetensors weights, shard by shard, in little memory.
 
+    config.py   MergeConfig: which base, which adapters (in order), where, in which dtype
+    errors.py   MergeError, the merge's user-facing error (a UserError)
     plan.py     read the base layout and the adapters; every check, before writing
+    pickles.py  trusted .bin (pickle) weights -> safetensors once, only with --allow_pickle
     adapter.py  a peft adapter directory -> per-tensor operations (lazy: headers only)
     apply.py    write each output shard, one tensor at a time
     tensors.py  minimal safetensors reader/writer over numpy (no torch in the merge path)

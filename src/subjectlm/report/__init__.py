@@ -8,6 +8,10 @@ and each stage's output files) and puts, for the starting and the tuned model si
 exam accuracy per scoring mode with McNemar p, QA scores with CIs, held-out perplexity, arena
 ratings, the GGUF checks and sample answer, the training loss curves and every stage's config on
 one page. Sections whose stage did not run say so.
+
+    collect.py   what a recipe run left behind: its stages and the files each one wrote
+    sections.py  the report's sections (and their one-line verdicts), built from those outputs
+    document.py  the report as plain data, rendered as Markdown and as one self-contained HTML page
 """
 
 from __future__ import annotations
