@@ -118,6 +118,25 @@ def check_option(f: dataclasses.Field, value: Any, source: str = "config") -> No
             raise ConfigError(f"{source}: {f.name}: must be at least {least}, got {item}")
 
 
+def check_options(config: Any) -> None:
+    """Every field of a config instance against its `choices` and `min`: called from `__post_init__`,
+    so a config built in Python is checked as one built from YAML or flags is."""
+    for f in dataclasses.fields(config):
+        check_option(f, getattr(config, f.name), type(config).__name__)
+
+
+def same_option(cls: type, name: str, default: Any = dataclasses.MISSING, help: str | None = None) -> Any:
+    """Field `name` of config class `cls` again (help, aliases, choices, min), with another default or help:
+    a recipe stage that takes a command's config declares only what it does differently."""
+    f = next((f for f in dataclasses.fields(cls) if f.name == name), None)
+    if f is None:
+        raise AttributeError(f"{cls.__name__} has no field {name!r}")
+    if default is dataclasses.MISSING:
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+    return option(default, help=f.metadata.get("help", "") if help is None else help,
+                  aliases=f.metadata.get("aliases", ()), choices=f.metadata.get("choices"), min=f.metadata.get("min"))
+
+
 def _alias_keys_to_names(cls: type, values: Mapping[str, Any], source: str) -> dict[str, Any]:
     """A YAML key may be a flag alias too (`model_name_or_path: M`, as the old scripts' configs say)."""
     by_alias = {alias.lstrip("-"): f.name for f in dataclasses.fields(cls) for alias in f.metadata.get("aliases", ())}

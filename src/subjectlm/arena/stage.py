@@ -12,35 +12,54 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
-from subjectlm.arena.config import JUDGE_MODES, GenerateConfig, JudgeConfig, ResultsConfig
-from subjectlm.config import ConfigError, option
+from subjectlm.arena.config import GenerateConfig, JudgeConfig, ResultsConfig, check_top_p
+from subjectlm.config import ConfigError, check_options, option, same_option
 
 
-@dataclasses.dataclass
-class ArenaStageConfig:
-    prompts: str = option(help="JSON lines with `prompt` and optional `id`, `category`, `reference`")
-    output_dir: str = option(help="arena folder (the recipe gives output_dir/<stage name>)")
+@dataclasses.dataclass(kw_only=True)
+class ArenaStageConfig(GenerateConfig):
+    """`eval arena generate`'s own config (same keys, help and checks), the judge's and the results'
+    keys the stage uses (taken from JudgeConfig and ResultsConfig with their help and checks), and
+    the pipeline inputs `model` and `base_model`. `overwrite` changes nothing: the folder is new each run."""
+
+    models: list[str] = same_option(GenerateConfig, "models", help="NAME=PATH[@key=value...] specs to compare "
+                                                                    "instead of base and tuned")
+    prompts: Optional[str] = same_option(GenerateConfig, "prompts", help="JSON lines with `prompt` and optional "
+                                                                         "`id`, `category`, `reference` (required)")
     model: str = option("default", help="the tuned model (the recipe fills in the pipeline's current model)")
     base_model: Optional[str] = option(None, help="the model it is compared with (the recipe fills in its start model)")
-    models: list[str] = option([], help="NAME=PATH[@key=value...] specs to compare instead of base and tuned")
-    judge: str = option("model:default", help="`model:PATH_OR_URL`, or `reference` (the answer closer to the prompt's "
-                                               "reference wins); a recipe cannot wait for a person")
-    margin: float = option(0.05, help="reference judge: score differences up to this are a tie")
-    judge_mode: str = option("score", help="local judge: score or generate")
-    temperature: float = option(0.7, help="sampling temperature of the answers")
-    max_new_tokens: int = option(256, help="longest answer, in tokens")
-    batch_size: int = option(8, help="prompts generated together")
-    n_bootstrap: int = option(1000, help="bootstrap rounds for the confidence intervals")
-    seed: int = option(0, help="sampling and bootstrap seed")
+    judge: str = same_option(JudgeConfig, "judge", "model:default",
+                             help="`model:PATH_OR_URL` (a local model dir, `default`, or an OpenAI-compatible "
+                                  "endpoint), or `reference` (the answer closer to the prompt's reference wins); "
+                                  "a recipe cannot wait for a person")
+    judge_mode: str = same_option(JudgeConfig, "judge_mode")
+    judge_model_name: str = same_option(JudgeConfig, "judge_model_name")
+    api_key_env: str = same_option(JudgeConfig, "api_key_env")
+    margin: float = same_option(JudgeConfig, "margin")
+    n_bootstrap: int = same_option(ResultsConfig, "n_bootstrap")
 
-    def __post_init__(self):
+    def __post_init__(self):  # not GenerateConfig's: with no `models` the stage compares base and tuned
+        check_options(self)
+        check_top_p(self.top_p)
+        if not self.prompts:
+            raise ConfigError("prompts: the stage needs a prompts file (JSON lines with `prompt`)")
         if self.judge != "reference" and not self.judge.startswith("model:"):
             raise ConfigError("judge: a recipe stage needs `reference` or a judge model (`model:PATH_OR_URL`); "
                               "judge by hand with `subjectlm eval arena judge --judge human`")
-        if self.judge_mode not in JUDGE_MODES:
-            raise ConfigError(f"judge_mode: {self.judge_mode!r} is not one of {', '.join(JUDGE_MODES)}")
         if not self.models and not self.base_model:
             raise ConfigError("base_model: nothing to compare `model` with; give base_model or models")
+
+
+def _generate_config(config: ArenaStageConfig, folder: str, specs: list[str]) -> GenerateConfig:
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(GenerateConfig)}
+    return GenerateConfig(**{**values, "output_dir": folder, "models": specs})
+
+
+def _judge_config(config: ArenaStageConfig, folder: str) -> JudgeConfig:
+    """The judge keys the stage has; the local judge loads like the answering models (dtype, device)."""
+    return JudgeConfig(output_dir=folder, judge=config.judge, judge_mode=config.judge_mode, margin=config.margin,
+                       judge_model_name=config.judge_model_name, api_key_env=config.api_key_env, seed=config.seed,
+                       dtype=config.dtype, device=config.device, trust_remote_code=config.trust_remote_code)
 
 
 def head_to_head(battles: list[dict[str, Any]], model: str, other: str, n_bootstrap: int = 1000,
@@ -67,11 +86,8 @@ def run(config: ArenaStageConfig) -> dict[str, Any]:
 
     specs = config.models or [f"base={config.base_model}", f"tuned={config.model}"]
     with atomic_dir(config.output_dir, overwrite=True) as tmp:
-        run_generate(GenerateConfig(output_dir=str(tmp), models=specs, prompts=config.prompts,
-                                    temperature=config.temperature, max_new_tokens=config.max_new_tokens,
-                                    seed=config.seed, batch_size=config.batch_size))
-        judging = JudgeConfig(output_dir=str(tmp), judge=config.judge, judge_mode=config.judge_mode,
-                              margin=config.margin, seed=config.seed)
+        run_generate(_generate_config(config, str(tmp), specs))
+        judging = _judge_config(config, str(tmp))
         judged = run_reference_judge(judging) if config.judge == "reference" else run_model_judge(judging)
         result = run_results(ResultsConfig(output_dir=str(tmp), n_bootstrap=config.n_bootstrap, seed=config.seed))
     board = result["overall"]["leaderboard"]

@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-from subjectlm.config import ConfigError, option
+from subjectlm.config import ConfigError, check_options, option
 from subjectlm.io import read_jsonl
 from subjectlm.models import DTYPE_CHOICES
 
@@ -26,7 +26,7 @@ from subjectlm.models import DTYPE_CHOICES
 class PPLConfig:
     model: str = option("default", help="model directory or `default`", aliases=("--model_name_or_path",))
     data: list[str] = option([], help="text files: .txt (whole file) or .jsonl/.json (the `text` field of each record)")
-    max_length: int = option(1024, help="window length in tokens")
+    max_length: int = option(1024, help="window length in tokens", min=2)
     stride: int = option(512, help="tokens between window starts (= tokens newly scored per window)")
     dtype: str = option("auto", help="weights dtype", choices=DTYPE_CHOICES)
     device: str | None = option(None, help="cpu, cuda, ... (default: cuda if available)")
@@ -34,10 +34,9 @@ class PPLConfig:
     trust_remote_code: bool = option(False, help="allow model code from the model directory")
 
     def __post_init__(self):
+        check_options(self)
         if not self.data:
             raise ConfigError("data: give at least one text file")
-        if self.max_length < 2:
-            raise ConfigError(f"max_length: must be at least 2, got {self.max_length}")
         if not 1 <= self.stride <= self.max_length:
             raise ConfigError(f"stride: must be between 1 and max_length ({self.max_length}), got {self.stride}")
 

@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from subjectlm.config import ConfigError, option, to_dict
+from subjectlm.config import ConfigError, check_options, option, to_dict
 from subjectlm.eval import qa as Q
 from subjectlm.io import append_jsonl, prepare_output, read_jsonl, write_json, write_text
 from subjectlm.models import DTYPE_CHOICES
@@ -64,6 +64,8 @@ class QAConfig:
     overwrite: bool = option(False, help="replace an existing output_dir")
     trust_remote_code: bool = option(False, help="allow model code from the model directory")
 
+    def __post_init__(self):
+        check_options(self)
 
 
 def load_items(config: QAConfig, log: Callable[[str], None] = print) -> list[Q.QAItem]:

@@ -9,24 +9,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from subjectlm.config import ConfigError, option
+from subjectlm.config import ConfigError, check_options, option, same_option
 from subjectlm.export.convert import CONVERTERS
 from subjectlm.export.gguf import OUTTYPES
 
-_CONVERTER_HELP = ("subjectlm | llama.cpp | auto: auto uses subjectlm's converter for the families in its table "
-                   "and llama.cpp's own convert_hf_to_gguf.py (fetched once with pip) for the rest")
-
-
-def _check_converter(converter: str) -> None:
-    if converter not in CONVERTERS:
-        raise ConfigError(f"converter: {converter!r} is not one of {', '.join(CONVERTERS)}")
-
-
-def _check_outtype(outtype: str, quantize: list[str]) -> None:
-    if outtype not in OUTTYPES:
-        raise ConfigError(f"outtype: {outtype!r} is not one of {', '.join(OUTTYPES)}")
-    if quantize and outtype == "q8_0":
-        raise ConfigError("quantize: quantize from an f16, bf16 or f32 export, not from outtype q8_0")
+_CONVERTER_HELP = ("auto uses subjectlm's converter for the families in its table and llama.cpp's own "
+                   "convert_hf_to_gguf.py (fetched once with pip) for the rest")
 
 
 @dataclasses.dataclass
@@ -34,17 +22,18 @@ class GGUFConfig:
     model: str = option("default", help="model directory or `default`", aliases=("--model_name_or_path",))
     output: str = option("model.gguf", help="GGUF file to write (quantized files go beside it as NAME-TYPE.gguf)",
                          aliases=("--outfile",))
-    outtype: str = option("f16", help="f16 | bf16 | f32 | q8_0")
+    outtype: str = option("f16", help="GGUF type of the export", choices=OUTTYPES)
     quantize: list[str] = option([], help="llama.cpp types to quantize to as well, e.g. q4_k_m,q8_0")
     verify: bool = option(False, help="compare every written GGUF with the HF model and print the table")
     pre_tokenizer: str | None = option(None, help="llama.cpp pre-tokenizer name, when it cannot be detected")
     overwrite: bool = option(False, help="replace existing output files")
     trust_remote_code: bool = option(False, help="allow custom tokenizer code from the model directory")
-    converter: str = option("auto", help=_CONVERTER_HELP)
+    converter: str = option("auto", help=_CONVERTER_HELP, choices=CONVERTERS)
 
     def __post_init__(self):
-        _check_outtype(self.outtype, self.quantize)
-        _check_converter(self.converter)
+        check_options(self)
+        if self.quantize and self.outtype == "q8_0":
+            raise ConfigError("quantize: quantize from an f16, bf16 or f32 export, not from outtype q8_0")
         if not self.output.endswith(".gguf"):
             raise ConfigError(f"output: {self.output!r} should end in .gguf")
 
@@ -54,11 +43,12 @@ class VerifyConfig:
     model: str = option("default", help="the HF model the GGUF was exported from")
     gguf: list[str] = option([], help="one or more GGUF files to compare with it")
     data: str | None = option(None, help="text file to score (default: a held-out sample shipped with subjectlm)")
-    max_tokens: int = option(512, help="tokens of the text to compare")
+    max_tokens: int = option(512, help="tokens of the text to compare", min=2)
     adapter: str | None = option(None, help="PEFT LoRA adapter: compare against the model with it merged")
     lora: str | None = option(None, help="the adapter's GGUF export, applied to each GGUF (`export lora`)")
 
     def __post_init__(self):
+        check_options(self)
         if self.lora and not self.adapter:
             raise ConfigError("lora: also give --adapter, the PEFT adapter it was exported from")
         if not self.gguf:
@@ -68,8 +58,6 @@ class VerifyConfig:
                 raise ConfigError(f"gguf: {path} does not exist")
         if self.data is not None and not Path(self.data).is_file():
             raise ConfigError(f"data: {self.data} does not exist")
-        if self.max_tokens < 2:
-            raise ConfigError("max_tokens: must be at least 2")
 
 
 @dataclasses.dataclass
@@ -77,14 +65,13 @@ class LoraExportConfig:
     adapter: str = option("", help="PEFT LoRA adapter directory", aliases=("--lora_model",))
     model: str = option("default", help="the base model the adapter was trained on")
     output: str = option("adapter.gguf", help="GGUF adapter file to write (llama.cpp --lora)")
-    outtype: str = option("f16", help="f16 | f32")
+    outtype: str = option("f16", help="GGUF type of the adapter's tensors", choices=("f16", "f32"))
     overwrite: bool = option(False, help="replace an existing output file")
 
     def __post_init__(self):
+        check_options(self)
         if not self.adapter or not (Path(self.adapter) / "adapter_config.json").is_file():
             raise ConfigError(f"adapter: {self.adapter or '(none)'} is not a PEFT adapter directory")
-        if self.outtype not in ("f16", "f32"):
-            raise ConfigError(f"outtype: {self.outtype!r} is not f16 or f32")
 
 
 @dataclasses.dataclass
@@ -99,22 +86,30 @@ class OllamaConfig:
             raise ConfigError(f"gguf: {self.gguf or '(none)'} is not a GGUF file")
 
 
-@dataclasses.dataclass
-class ExportStageConfig:
-    model: str = option("default", help="model directory to export (the pipeline fills in the latest model)")
-    output_dir: str = option("runs/export", help="folder for model-OUTTYPE.gguf and the quantized files")
-    outtype: str = option("f16", help="f16 | bf16 | f32 | q8_0")
-    quantize: list[str] = option(["q8_0"], help="llama.cpp types to quantize to as well")
-    verify: bool = option(True, help="compare every GGUF with the HF model; writes verify.json")
+@dataclasses.dataclass(kw_only=True)
+class ExportStageConfig(GGUFConfig):
+    """`export gguf`'s own config (same keys, help and checks); the pipeline fills in `model`.
+
+    Three defaults differ from the command's, because a recipe is a validation run that is re-run:
+    it quantizes to q8_0, verifies, and replaces its own earlier outputs. The keys after those are
+    the stage's own: what it does with the files once they are written."""
+
+    output: str = same_option(GGUFConfig, "output", "", help="GGUF file to write (default: "
+                              "output_dir/model-OUTTYPE.gguf; quantized files go beside it as NAME-TYPE.gguf)")
+    quantize: list[str] = same_option(GGUFConfig, "quantize", ["q8_0"])
+    verify: bool = same_option(GGUFConfig, "verify", True,
+                               help="compare every GGUF with the HF model; writes verify.json")
+    overwrite: bool = same_option(GGUFConfig, "overwrite", True,
+                                  help="replace earlier outputs (a recipe re-run re-exports)")
+    output_dir: str = option("runs/export", help="folder for model-OUTTYPE.gguf, the quantized files, verify.json")
     question: str | None = option(None, help="ask this through llama.cpp (the last GGUF) and keep the answer")
-    answer_tokens: int = option(128, help="longest answer to `question`, in tokens")
+    answer_tokens: int = option(128, help="longest answer to `question`, in tokens", min=1)
     ollama: bool = option(False, help="write a Modelfile for ollama beside the GGUFs")
-    overwrite: bool = option(True, help="replace earlier outputs (a recipe re-run re-exports)")
-    converter: str = option("auto", help=_CONVERTER_HELP)
 
     def __post_init__(self):
-        _check_outtype(self.outtype, self.quantize)
-        _check_converter(self.converter)
+        if not self.output:
+            self.output = str(Path(self.output_dir) / f"model-{self.outtype}.gguf")
+        super().__post_init__()
 
 
 def export_all(model: str, output: Path, outtype: str, quantize: list[str], overwrite: bool,
@@ -146,8 +141,8 @@ def run(config: ExportStageConfig) -> dict:
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = export_all(config.model, out / f"model-{config.outtype}.gguf", config.outtype, config.quantize,
-                       config.overwrite, converter=config.converter)
+    paths = export_all(config.model, Path(config.output), config.outtype, config.quantize, config.overwrite,
+                       config.pre_tokenizer, config.trust_remote_code, converter=config.converter)
     summary = [f"{len(paths)} GGUF(s) in {out}"]
     if config.verify:
         from subjectlm.export.verify import format_table, verify

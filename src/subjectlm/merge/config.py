@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from subjectlm.config import ConfigError, option
+from subjectlm.config import ConfigError, check_options, option
 from subjectlm.merge.errors import MergeError
 from subjectlm.models import DTYPE_CHOICES
 
-DTYPES = DTYPE_CHOICES  # the one dtype table lives in subjectlm.models
 # `pth` is accepted as a name so that the old script's command gets a reason, not "invalid choice".
 OUTPUT_TYPES = ("huggingface", "pth")
 
@@ -19,7 +18,7 @@ class MergeConfig:
     lora: list[str] = option([], help="LoRA adapter directories, merged one after another in this order",
                              aliases=("--lora_model",))
     output_dir: str = option("", help="directory for the merged model (written atomically)")
-    dtype: str = option("auto", help="dtype of the merged weights (auto: keep the base's)", choices=DTYPES)
+    dtype: str = option("auto", help="dtype of the merged weights (auto: keep the base's)", choices=DTYPE_CHOICES)
     verify: bool = option(False, help="after merging, compare logits of the merged model with base+adapters in peft")
     verify_tolerance: float | None = option(
         None, help="largest max-abs logit difference --verify accepts (default: 1e-3 fp32, 5e-2 fp16, 0.25 bf16)")
@@ -31,6 +30,7 @@ class MergeConfig:
     verbose: bool = option(False, help="print one line per tensor: copied, or which adapter changes it and how")
 
     def __post_init__(self) -> None:
+        check_options(self)
         if not self.base:
             raise ConfigError("base: the base model is required (a model directory or `default`)")
         if isinstance(self.lora, str):
@@ -39,8 +39,6 @@ class MergeConfig:
             raise ConfigError("lora: give at least one adapter directory")
         if not self.output_dir:
             raise ConfigError("output_dir: required")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype: must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.verify_tolerance is not None and self.verify_tolerance <= 0:
             raise ConfigError("verify_tolerance: must be positive")
         if self.output_type == "pth":

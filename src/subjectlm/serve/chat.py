@@ -11,16 +11,17 @@ import dataclasses
 import sys
 from typing import Callable, TextIO
 
-from subjectlm.config import ConfigError, option
+from subjectlm.backends import BACKENDS
+from subjectlm.config import ConfigError, check_options, option
 
 
 @dataclasses.dataclass
 class ChatConfig:
     model: str = option("default", help="model directory, `default`, or a .gguf file", aliases=("--model_name_or_path",))
-    backend: str = option("auto", help="auto (GGUF -> llamacpp, else hf) | hf | llamacpp | vllm")
+    backend: str = option("auto", help="auto: llamacpp for a .gguf, else hf", choices=BACKENDS)
     system: str | None = option(None, help="system prompt")
     prompt: str | None = option(None, help="answer this one message, print the answer and exit")
-    max_tokens: int = option(512, help="longest answer, in tokens")
+    max_tokens: int = option(512, help="longest answer, in tokens", min=1)
     temperature: float = option(0.0, help="sampling temperature; 0 = greedy")
     top_p: float = option(1.0, help="nucleus sampling mass")
     seed: int | None = option(None, help="sampling seed")
@@ -28,12 +29,7 @@ class ChatConfig:
     trust_remote_code: bool = option(False, help="allow custom model code from the model directory")
 
     def __post_init__(self):
-        from subjectlm.backends import BACKENDS
-
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
-        if self.max_tokens < 1:
-            raise ConfigError("max_tokens: must be at least 1")
+        check_options(self)
         if not 0 <= self.temperature <= 2:
             raise ConfigError("temperature: must be between 0 and 2")
 

@@ -23,38 +23,32 @@ import time
 import uuid
 from typing import Any, Literal
 
-from subjectlm.config import ConfigError, option
+from subjectlm.backends import BACKENDS
+from subjectlm.config import ConfigError, check_options, option
 
 
 @dataclasses.dataclass
 class ServeConfig:
     model: str = option("default", help="model directory, `default`, or a .gguf file", aliases=("--model_name_or_path",))
-    backend: str = option("auto", help="auto (GGUF -> llamacpp, else hf) | hf | llamacpp | vllm")
+    backend: str = option("auto", help="auto: llamacpp for a .gguf, else hf", choices=BACKENDS)
     host: str = option("127.0.0.1", help="address to bind; anything but localhost exposes the model to the network")
     port: int = option(8000, help="TCP port")
     api_key: str | None = option(None, help="require `Authorization: Bearer KEY` (or set SUBJECTLM_API_KEY)")
-    n_ctx: int = option(4096, help="llama.cpp context length (tokens)")
-    max_tokens_limit: int = option(4096, help="largest max_tokens a request may ask for")
-    max_body_bytes: int = option(1 << 20, help="largest request body accepted (bytes)")
+    n_ctx: int = option(4096, help="llama.cpp context length (tokens)", min=1)
+    max_tokens_limit: int = option(4096, help="largest max_tokens a request may ask for", min=1)
+    max_body_bytes: int = option(1 << 20, help="largest request body accepted (bytes)", min=1)
     trust_remote_code: bool = option(False, help="allow custom model code from the model directory")
-    parallel: int = option(8, help="hf backend: requests decoded together in one batch (1 = one at a time)")
-    max_queue: int = option(8, help="requests that may wait while others are answered; more get 503 + Retry-After")
+    parallel: int = option(8, help="hf backend: requests decoded together in one batch (1 = one at a time)", min=1)
+    max_queue: int = option(8, help="requests that may wait while others are answered; more get 503 + Retry-After",
+                            min=0)
     request_timeout: float = option(300.0, help="seconds a request may take, waiting included (then 504)")
 
     def __post_init__(self):
-        from subjectlm.backends import BACKENDS
-
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        check_options(self)
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port: {self.port} is not a TCP port")
-        for name in ("n_ctx", "max_tokens_limit", "max_body_bytes", "request_timeout"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}: must be positive")
-        if self.max_queue < 0:
-            raise ConfigError("max_queue: must be 0 or more")
-        if self.parallel < 1:
-            raise ConfigError("parallel: must be at least 1")
+        if self.request_timeout <= 0:
+            raise ConfigError(f"request_timeout: must be positive, got {self.request_timeout}")
         if self.api_key is None:
             self.api_key = os.environ.get("SUBJECTLM_API_KEY") or None
 
