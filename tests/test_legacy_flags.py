@@ -43,7 +43,7 @@ def test_a_strategy_outside_the_trainers_is_an_error():
 
 
 def test_the_trainer_gets_the_flags():
-    from subjectlm.train.setup import training_arguments
+    from subjectlm.train.trainer import training_arguments
 
     config = _sft("--logging_strategy", "epoch", "--save_strategy", "no", "--evaluation_strategy", "epoch",
                   "--logging_first_step", "False", "--ddp_find_unused_parameters", "True", "--validation_file", "v.json",
@@ -140,7 +140,7 @@ def test_preprocessing_num_workers_reaches_trl_for_dpo_and_notes_say_where_it_ca
     from trl import DPOConfig as TRLDPOConfig
 
     from subjectlm.train.config import DPOConfig
-    from subjectlm.train.setup import training_arguments
+    from subjectlm.train.trainer import training_arguments
 
     args = build_parser().parse_args(["dpo", *BASE, "--preprocessing_num_workers", "3", "--report_to", "none",
                                       "--data_cache_dir", "c", "--output_dir", "/tmp/subjectlm-test-legacy-flags"])

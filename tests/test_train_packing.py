@@ -75,7 +75,7 @@ def test_label_only_loss_matches_full_logits(tiny_llama_dir):
     usual token-mean cross-entropy."""
     from transformers import AutoModelForCausalLM
 
-    from subjectlm.train.setup import LabelOnlyTrainer
+    from subjectlm.train.trainer import LabelOnlyTrainer
 
     register_varlen()
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32,

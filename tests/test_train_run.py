@@ -58,7 +58,7 @@ def test_existing_output_dir_is_refused(tmp_path, sft_file, tiny_llama_dir, caps
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     assert main(["sft", *_flags(tiny_llama_dir, sft_file, out)]) == 2
-    assert "--overwrite_output_dir" in capsys.readouterr().err
+    assert "pass --overwrite to replace it or --resume to continue it" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
 
 
@@ -150,7 +150,7 @@ def test_pt_trains_on_blocks_with_validation(tmp_path, tiny_llama_dir):
 def test_qlora_on_cpu_is_a_clear_error(tmp_path, tiny_llama_dir):
     from subjectlm.config import ConfigError
     from subjectlm.train.config import SFTConfig
-    from subjectlm.train.setup import load_model_for_training
+    from subjectlm.train.model import load_model_for_training
 
     config = SFTConfig(model=str(tiny_llama_dir), data=["x.json"], output_dir=str(tmp_path / "o"), load_in_kbits=4)
     with pytest.raises(ConfigError, match="load_in_kbits: 4-bit QLoRA needs a CUDA GPU"):

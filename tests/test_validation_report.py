@@ -23,7 +23,7 @@ HEADINGS = ["Summary", "Exam: starting vs tuned model", "Closed-book QA", "Held-
 
 def _train_stage(out: Path, name: str, losses: list[float]) -> dict:
     from subjectlm.train.config import PTConfig
-    from subjectlm.train.setup import METRICS, plot_loss
+    from subjectlm.train.outputs import METRICS, plot_loss
 
     folder = out / name
     folder.mkdir(parents=True)

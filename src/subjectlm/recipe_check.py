@@ -97,9 +97,10 @@ def _problem(recipe: dict[str, Any], where: tuple, field: str, message: str, war
 
 def _key_problems(recipe: dict[str, Any], i: int, stage: dict[str, Any], config_cls: type) -> list[Problem]:
     fields = [f.name for f in dataclasses.fields(config_cls)]
+    aliases = {a.lstrip("-") for f in dataclasses.fields(config_cls) for a in f.metadata.get("aliases", ())}
     found = []
     for key in stage:
-        if key in ("stage", "name") or key in fields:
+        if key in ("stage", "name") or key in fields or key in aliases:  # old names as in build_config
             continue
         close = difflib.get_close_matches(str(key), fields, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(fields))}"
@@ -112,6 +113,7 @@ def _config_problems(recipe: dict[str, Any], i: int, stage: dict[str, Any], conf
                      values: dict[str, Any]) -> list[Problem]:
     """What building the stage's config finds (types, allowed values, required keys), at the key's line."""
     fields = {f.name for f in dataclasses.fields(config_cls)}
+    fields |= {a.lstrip("-") for f in dataclasses.fields(config_cls) for a in f.metadata.get("aliases", ())}
     try:
         build_config(config_cls, {k: v for k, v in values.items() if k in fields}, source=_SOURCE)
     except ConfigError as exc:

@@ -71,7 +71,8 @@ class TrainConfig:
     save_steps: int = option(200, help="checkpoint every N steps (for --resume)")
     eval_steps: int = option(200, help="evaluate every N steps when there is validation data")
     save_total_limit: int = option(3, help="checkpoints kept")
-    overwrite_output_dir: bool = option(False, help="replace an existing output_dir")
+    overwrite: bool = option(False, help="replace an existing output_dir (its checkpoints and metrics go too)",
+                             aliases=("--overwrite_output_dir",))
     resume: bool = option(False, help="continue from the last checkpoint in output_dir",
                           aliases=("--resume_from_checkpoint",))
     report_to: list[str] = option(["tensorboard"], help="trackers besides metrics.jsonl (tensorboard, none)")
@@ -128,8 +129,8 @@ class TrainConfig:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise ConfigError("num_train_epochs: must be > 0 unless max_steps is given")
-        if self.overwrite_output_dir and self.resume:
-            raise ConfigError("resume: cannot be combined with --overwrite_output_dir (which discards the checkpoints)")
+        if self.overwrite and self.resume:
+            raise ConfigError("resume: cannot be combined with --overwrite (which discards the checkpoints)")
         if self.do_train is False:
             raise ConfigError("do_train: `subjectlm pt|sft|dpo` always trains; to only evaluate a model use "
                               "`subjectlm eval ppl` or `subjectlm eval exam`")

@@ -9,10 +9,10 @@ with our templates (as in sft) and handed to TRL as plain strings, so TRL adds n
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from subjectlm.train.config import DPOConfig
+from subjectlm.train.run import StageData, run_training
 from subjectlm.train.templates import render, render_prompt
 
 
@@ -38,44 +38,35 @@ def load_pairs(config: DPOConfig, paths: list[str], tokenizer: Any) -> tuple[Any
 
 
 def run(config: DPOConfig, callbacks: list[Any] = ()) -> dict[str, Any]:
+    def load_data(tokenizer: Any) -> StageData:
+        train, summary = load_pairs(config, config.data, tokenizer)
+        evaluation = None
+        if config.validation_file:
+            evaluation, eval_summary = load_pairs(config, config.validation_file, tokenizer)
+            summary += f"; validation: {eval_summary}"
+        return StageData(train, evaluation, summary)
+
+    return run_training(config, "dpo", load_data, make_trainer=lambda model, tokenizer, data: dpo_trainer(
+        config, model, tokenizer, data.train, data.evaluation), callbacks=callbacks)
+
+
+def dpo_trainer(config: DPOConfig, model: Any, tokenizer: Any, train: Any, evaluation: Any | None) -> Any:
+    """TRL's DPOTrainer on our arguments, counting trained (completion) tokens for the progress bar."""
     from trl import DPOConfig as TRLDPOConfig, DPOTrainer
 
-    from subjectlm.train.setup import (
-        add_callbacks,
-        final_loss,
-        fmt_loss,
-        is_main_process,
-        load_model_for_training,
-        load_tokenizer_for,
-        prepare_output_dir,
-        train_and_save,
-        training_arguments,
-    )
+    from subjectlm.train.trainer import training_arguments
 
     class CountingDPOTrainer(DPOTrainer):
+        trained_tokens = 0
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if model.training and "completion_mask" in inputs:
-                self.trained_tokens = getattr(self, "trained_tokens", 0) + int(inputs["completion_mask"].sum())
+                self.trained_tokens += int(inputs["completion_mask"].sum())
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
 
-    checkpoint = prepare_output_dir(config)
-    tokenizer = load_tokenizer_for(config)
-    train, summary = load_pairs(config, config.data, tokenizer)
-    evaluation = None
-    if config.validation_file:
-        evaluation, eval_summary = load_pairs(config, config.validation_file, tokenizer)
-        summary += f"; validation: {eval_summary}"
-    if is_main_process():
-        print(summary, flush=True)
-    model = load_model_for_training(config, tokenizer, packed=False)
     args = training_arguments(config, has_eval=evaluation is not None, group_by_length=False, cls=TRLDPOConfig,
                               beta=config.beta, loss_type=[config.loss_type], max_length=config.max_length,
                               precompute_ref_log_probs=bool(config.peft_path) or config.full_finetuning)
-    trainer = CountingDPOTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
-                                 processing_class=tokenizer)
-    add_callbacks(trainer, config, callbacks)
-    train_and_save(trainer, config, checkpoint, {"data": summary})
-    kind = "model" if config.full_finetuning else "adapter"
-    return {kind: str(Path(config.output_dir)),
-            "summary": f"dpo {trainer.state.global_step} steps, final loss {fmt_loss(final_loss(config))}; {summary}"}
+    return CountingDPOTrainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation,
+                              processing_class=tokenizer)

@@ -7,13 +7,13 @@ Every document gets an EOS token, documents are concatenated and cut into `block
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
 from subjectlm.config import ConfigError
 from subjectlm.train.config import PTConfig
+from subjectlm.train.run import StageData, run_training
 
 
 def load_blocks(config: PTConfig, paths: list[str], tokenizer: Any) -> tuple[list[list[int]], str]:
@@ -62,19 +62,12 @@ def _rows(blocks: list[list[int]]) -> list[dict[str, list[int]]]:
 
 
 def run(config: PTConfig, callbacks: list[Any] = ()) -> dict[str, Any]:
-    from subjectlm.train.setup import (
-        build_trainer,
-        final_loss,
-        fmt_loss,
-        is_main_process,
-        load_model_for_training,
-        load_tokenizer_for,
-        prepare_output_dir,
-        train_and_save,
-    )
+    return run_training(config, "pt", lambda tokenizer: load_data(config, tokenizer), callbacks=callbacks)
 
-    checkpoint = prepare_output_dir(config)
-    tokenizer = load_tokenizer_for(config)
+
+def load_data(config: PTConfig, tokenizer: Any) -> StageData:
+    """Training blocks (streamed, or cached on disk) and validation blocks from --validation_file or a
+    seeded --validation_split_percentage of the training blocks."""
     evaluation = None
     if config.streaming:
         train, summary = StreamedBlocks(config, tokenizer), f"streaming {', '.join(config.data)}"
@@ -94,11 +87,4 @@ def run(config: PTConfig, callbacks: list[Any] = ()) -> dict[str, Any]:
         eval_blocks, eval_summary = load_blocks(config, config.validation_file, tokenizer)
         evaluation = _rows(eval_blocks)
         summary += f"; validation: {eval_summary}"
-    if is_main_process():
-        print(summary, flush=True)
-    model = load_model_for_training(config, tokenizer, packed=False)
-    trainer = build_trainer(config, model, tokenizer, train, evaluation, packed=False, callbacks=callbacks)
-    train_and_save(trainer, config, checkpoint, {"data": summary})
-    kind = "model" if config.full_finetuning else "adapter"
-    return {kind: str(Path(config.output_dir)),
-            "summary": f"pt {trainer.state.global_step} steps, final loss {fmt_loss(final_loss(config))}; {summary}"}
+    return StageData(train, evaluation, summary)

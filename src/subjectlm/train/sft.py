@@ -5,11 +5,11 @@ Read top to bottom: config, load and tokenize (cached), model + LoRA, train, sav
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from subjectlm.config import ConfigError
 from subjectlm.train.config import SFTConfig
+from subjectlm.train.run import StageData, run_training
 
 
 def load_examples(config: SFTConfig, paths: list[str], tokenizer: Any, what: str) -> tuple[list[dict], str]:
@@ -36,27 +36,10 @@ def load_examples(config: SFTConfig, paths: list[str], tokenizer: Any, what: str
 
 
 def run(config: SFTConfig, callbacks: list[Any] = ()) -> dict[str, Any]:
-    from subjectlm.train.setup import (
-        build_trainer,
-        final_loss,
-        fmt_loss,
-        is_main_process,
-        load_model_for_training,
-        load_tokenizer_for,
-        prepare_output_dir,
-        train_and_save,
-    )
+    def load_data(tokenizer: Any) -> StageData:
+        train, summary = load_examples(config, config.data, tokenizer, "train")
+        evaluation, validation = (load_examples(config, config.validation_file, tokenizer, "validation")
+                                  if config.validation_file else (None, ""))
+        return StageData(train, evaluation, summary, validation)
 
-    checkpoint = prepare_output_dir(config)
-    tokenizer = load_tokenizer_for(config)
-    train, train_summary = load_examples(config, config.data, tokenizer, "train")
-    evaluation, eval_summary = (load_examples(config, config.validation_file, tokenizer, "validation")
-                                if config.validation_file else (None, ""))
-    if is_main_process():
-        print(train_summary + (f"; {eval_summary}" if eval_summary else ""), flush=True)
-    model = load_model_for_training(config, tokenizer, packed=config.packing)
-    trainer = build_trainer(config, model, tokenizer, train, evaluation, packed=config.packing, callbacks=callbacks)
-    train_and_save(trainer, config, checkpoint, {"data": train_summary, "validation": eval_summary})
-    kind = "model" if config.full_finetuning else "adapter"
-    return {kind: str(Path(config.output_dir)),
-            "summary": f"sft {trainer.state.global_step} steps, final loss {fmt_loss(final_loss(config))}; {train_summary}"}
+    return run_training(config, "sft", load_data, packed=config.packing, callbacks=callbacks)

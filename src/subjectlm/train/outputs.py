@@ -1,0 +1,206 @@
+"""What a training run writes into output_dir, and the one atomic step that makes it final.
+
+Layout (the adapter sits at the top so that `merge` and `chat` take the dir itself):
+
+    adapter_model.safetensors, adapter_config.json   LoRA (or model.safetensors + config.json when full)
+    tokenizer files                                  the tokenizer the data was tokenized with
+    train_config.json                                the resolved config
+    train_summary.json                               data summary, steps, trained tokens, final loss, runtime
+    metrics.jsonl                                    one JSON object per logged step (train and eval)
+    loss.png                                         train and eval loss over steps
+    runs/                                            TensorBoard event files
+    checkpoints/checkpoint-N/                        resumable state (optimizer, scheduler, RNG, data position)
+
+During training only the records (metrics.jsonl, runs/, checkpoints/) exist. The final files are
+written into a hidden sibling `.NAME.final-tmp/` that also gets hard links of the records, and that
+directory then takes output_dir's place in one atomic exchange: a kill at any moment leaves either
+the unfinished run (resumable, no model files) or the finished one, never a half-written model.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import json
+import math
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from subjectlm.config import to_dict
+from subjectlm.io import prepare_output, read_jsonl, write_json, write_text
+from subjectlm.train.config import TrainConfig
+
+CHECKPOINTS = "checkpoints"
+METRICS = "metrics.jsonl"
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# ---- before training: the output-dir policy
+
+
+def prepare_output_dir(config: TrainConfig) -> str | None:
+    """Refuse an existing output unless --overwrite or --resume; return the checkpoint to resume from."""
+    out = Path(config.output_dir)
+    if is_main_process():
+        _finish_interrupted_swap(out)
+    exists = prepare_output(out, config.overwrite, config.resume)
+    if exists and config.overwrite and is_main_process():
+        shutil.rmtree(out)
+    checkpoint = last_checkpoint(out) if config.resume else None
+    for line in config.notes() if is_main_process() else ():
+        print(line, flush=True)
+    if is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+        step = int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
+        _truncate_metrics(out / METRICS, step)
+    return checkpoint
+
+
+def last_checkpoint(out: Path) -> str | None:
+    """The newest complete checkpoint (trainer_state.json is written last, so a kill mid-save is skipped)."""
+    root = out / CHECKPOINTS
+    if not root.is_dir():
+        return None
+    done = [p for p in root.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[1]))) if done else None
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Lines logged after the checkpoint we resume from are logged again by the resumed run."""
+    if not path.exists():
+        return
+    rows = [row for row in read_metrics(path) if row["step"] <= step]
+    write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+# ---- metrics.jsonl
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The logged rows (io.read_jsonl: file:line errors, a torn last line dropped); none if not written yet."""
+    return read_jsonl(path, missing_ok=True)
+
+
+def final_loss(config: TrainConfig) -> float | None:
+    losses = [r["loss"] for r in read_metrics(Path(config.output_dir) / METRICS) if "loss" in r]
+    return losses[-1] if losses else None
+
+
+def fmt_loss(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.4f}"
+
+
+def plot_loss(metrics_path: Path, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_path)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("loss", "train"), ("eval_loss", "eval")):
+        points = [(r["step"], r[key]) for r in rows if key in r]
+        if points:
+            ax.plot(*zip(*points), marker="." if len(points) < 50 else None, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+
+
+# ---- after training: the final save
+
+
+def save_final(trainer: Any, config: TrainConfig, info: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """Model, tokenizer, resolved config, summary and loss plot, made final in one atomic step (main process)."""
+    out = Path(config.output_dir).absolute()
+    staged = _sibling(out, "final-tmp")
+    shutil.rmtree(staged, ignore_errors=True)  # left by a run killed before its swap
+    trainer.save_model(str(staged))  # adapter (safetensors) + adapter_config.json, tokenizer
+    (staged / "training_args.bin").unlink(missing_ok=True)  # pickle; train_config.json says it all
+    write_json(staged / "train_config.json", to_dict(config))
+    losses = [r["loss"] for r in read_metrics(out / METRICS) if "loss" in r]
+    write_json(staged / "train_summary.json", {
+        **info, **metrics, "final_loss": losses[-1] if losses else None,
+        "steps": trainer.state.global_step, "trained_tokens": trainer.trained_tokens})
+    plot_loss(out / METRICS, staged / "loss.png")
+    link_records(out, staged)
+    swap_in(staged, out)
+
+
+def link_records(out: Path, staged: Path) -> None:
+    """Hard links (copies where the filesystem has none) of everything in `out` the final save does not
+    replace: metrics.jsonl, runs/, checkpoints/ cost no second copy and stay resumable."""
+    for item in out.iterdir():
+        target = staged / item.name
+        if target.exists():
+            continue
+        if item.is_dir() and not item.is_symlink():
+            shutil.copytree(item, target, symlinks=True, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(item, target)
+
+
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def swap_in(staged: Path, out: Path) -> None:
+    """`staged` becomes `out` in one atomic exchange; the old `out` is then deleted.
+
+    Where the kernel or filesystem cannot exchange (not Linux, or renameat2 refused), two renames with
+    the old dir kept aside in between; `_finish_interrupted_swap` completes them after a kill."""
+    if _exchange(staged, out):
+        shutil.rmtree(staged)  # now the old output
+        return
+    old = _sibling(out, "old-tmp")
+    shutil.rmtree(old, ignore_errors=True)
+    out.rename(old)
+    staged.rename(out)
+    shutil.rmtree(old)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where that is unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:  # glibc before 2.28, musl
+        return False
+    at_fdcwd, rename_exchange = -100, 2  # from <fcntl.h> and <linux/fs.h>
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _finish_interrupted_swap(out: Path) -> None:
+    """After a kill between the fallback's two renames `out` is missing: the staged dir is complete
+    (it was renamed only once whole), so finish the swap; the old dir is then deleted."""
+    out = out.absolute()
+    staged, old = _sibling(out, "final-tmp"), _sibling(out, "old-tmp")
+    if old.is_dir() and not out.exists():
+        if staged.is_dir():
+            staged.rename(out)
+        else:
+            old.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sibling(out: Path, what: str) -> Path:
+    """A hidden path beside output_dir (same filesystem, so renames are atomic)."""
+    return out.with_name(f".{out.name}.{what}")
