@@ -11,6 +11,7 @@ from subjectlm.arena.config import GenerateConfig, JudgeConfig, ResultsConfig
 from subjectlm.arena.stage import ArenaStageConfig
 from subjectlm.cli import build_parser, main
 from subjectlm.config import ConfigError, build_config, config_from_args
+from subjectlm.eval.stage import EvalStageConfig
 from subjectlm.export.stage import ExportStageConfig, GGUFConfig
 from subjectlm.recipe import STAGES, line_of, load_recipe, stage_values, start_state
 
@@ -135,8 +136,12 @@ def test_a_bad_choice_in_a_recipe_stage_is_one_error_naming_the_field(tmp_path, 
     (lambda: ResultsConfig(output_dir="o", n_bootstrap=0), "n_bootstrap: must be at least 1, got 0"),
     (lambda: ArenaStageConfig(prompts="p", output_dir="o", base_model="b", max_new_tokens=0),
      "max_new_tokens: must be at least 1, got 0"),
+    # eval stage (ExamConfig's keys, dtype included)
+    (lambda: EvalStageConfig(dtype="bf61"), "dtype: must be one of auto, fp32, float32, bf16, bfloat16, fp16, "
+                                            "float16, got 'bf61'"),
+    (lambda: EvalStageConfig(qa_max_new_tokens=0), "qa_max_new_tokens: must be at least 1, got 0"),
 ])
-def test_export_and_arena_values_are_checked_in_python_too(build, message):
+def test_stage_values_are_checked_in_python_too(build, message):
     with pytest.raises(ConfigError, match="^[A-Za-z]+Config: " + message.replace(".", r"\.")):
         build()
 

@@ -19,7 +19,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from subjectlm.config import option
+from subjectlm.config import check_options, option
 from subjectlm.eval.runner import ExamConfig
 
 
@@ -34,6 +34,10 @@ class EvalStageConfig(ExamConfig):
     qa_data: str | None = option(None, help="closed-book QA JSON lines ({id, question, reference, key_facts?}): "
                                             "both models answer; scores compared with bootstrap CIs and a sign test")
     qa_max_new_tokens: int = option(64, help="longest QA answer, in tokens", min=1)
+
+    def __post_init__(self):
+        check_options(self)  # every option's choices and min (dtype too), then ExamConfig's cross-field checks
+        super().__post_init__()
 
 
 def exam_config(config: EvalStageConfig, model: str, out: Path) -> ExamConfig:
