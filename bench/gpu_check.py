@@ -443,8 +443,8 @@ def worker_prefix(model: str, device: str, quick: bool) -> dict:
     """Shared-prefix log-probs against one plain forward per full prompt, in bf16 and fp32 on CUDA."""
     import torch
 
+    from subjectlm.backends.hf import HFBackend
     from subjectlm.eval import prompts as P
-    from subjectlm.eval.backends.hf import HFBackend
     from subjectlm.eval.exams import read_exam
 
     def sync() -> None:
@@ -455,7 +455,7 @@ def worker_prefix(model: str, device: str, quick: bool) -> dict:
     style = P.style(fmt)
     out = {}
     for dtype in ("bf16", "fp32"):
-        backend = HFBackend(model, dtype=dtype, device=device, batch_size=8)
+        backend = HFBackend(model, dtype=dtype, device=device, batch_size=8).scorer
         worst, questions, shared_s, full_s = 0.0, 0, 0.0, 0.0
         for exam in exams:
             docs = exam.docs[:3] if quick else exam.docs
@@ -555,7 +555,7 @@ def dry_run(ctx: Ctx) -> list[str]:
     from subjectlm.cli import build_parser
 
     problems = []
-    for module, names in (("subjectlm.eval.backends.hf", ("HFBackend",)),
+    for module, names in (("subjectlm.backends.hf", ("HFBackend",)), ("subjectlm.backends.score_hf", ("HFScorer",)),
                           ("subjectlm.eval.prompts", ("prompt", "continuations", "style")),
                           ("subjectlm.eval.exams", ("read_exam",)),
                           ("subjectlm.models", ("default_model_dir", "is_model_dir", "resolve_model"))):

@@ -1,5 +1,6 @@
 """The generation backends on tiny models: stream and generate agree, seeds do not depend on the
-batch, per-request limits hold in a batch, cancel stops a stream, the GGUF path needs no torch."""
+batch, per-request limits hold in a batch, cancel stops a stream, the GGUF path (generation and scores)
+needs no torch."""
 
 from __future__ import annotations
 
@@ -113,11 +114,14 @@ def test_gguf_generate_equals_stream_and_cancel_stops(gguf_path):
 def test_the_gguf_path_does_not_import_torch(gguf_path):
     code = ("import sys\n"
             "from subjectlm.backends import GenParams, open_backend\n"
-            "import subjectlm.export.verify, subjectlm.serve.server, subjectlm.serve.chat\n"
+            "import subjectlm.export.verify, subjectlm.serve.server, subjectlm.serve.chat, subjectlm.eval.runner\n"
             f"b = open_backend({str(gguf_path)!r}, n_ctx=256)\n"
             "a = b.generate([[{'role': 'user', 'content': 'hi'}]], GenParams(max_tokens=3))[0]\n"
+            "letters = b.score_next(['Q: 1+1?\\nA. 2\\nB. 3\\nAnswer:'], [' A', ' B'])[0]\n"
+            "cloze = b.score_continuations(['The sky is'], [[' blue', ' green']])[0]\n"
             "b.close()\n"
             "assert a.completion_tokens > 0, a\n"
+            "assert len(letters) == 2 and all(v < 0 for v in letters + cloze), (letters, cloze)\n"
             "print('torch' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -25,9 +25,9 @@ def _one_error_line(err: str) -> str:
 
 
 def test_every_stage_error_is_a_user_error():
+    from subjectlm.backends import BackendUnavailable
     from subjectlm.config import ConfigError
     from subjectlm.data.errors import DataError, DataFileNotFoundError
-    from subjectlm.eval.backends import BackendUnavailable
     from subjectlm.eval.compare import CompareError
     from subjectlm.eval.exams import ExamError
     from subjectlm.export.gguf import ExportError

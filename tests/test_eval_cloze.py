@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from conftest import CEVAL_DIR
+from subjectlm.backends.score_tokens import encode_pair
 from subjectlm.eval import prompts as P
-from subjectlm.eval.backends.continuations import encode_pair
 from subjectlm.eval.cloze import cloze_picks
 
 Q1 = P.ExamDoc("logic", "0", "1+1=____", ("1", "2", "3", "4"), "B")
@@ -156,7 +156,7 @@ def full_continuation_logprob(backend, context: str, continuation: str, special:
 
 def _check_cloze(backend, subjects: list[str], shots: int = 5, limit: int | None = None,
                  with_prompt: bool = False) -> int:
-    from subjectlm.eval.backends.hf import common_prefix_length
+    from subjectlm.backends.score_tokens import common_prefix_length
     from subjectlm.eval.cloze import cloze_contexts
     from subjectlm.eval.exams import read_exam
 
@@ -182,27 +182,27 @@ pytestmark_ceval = pytest.mark.skipif(not CEVAL_DIR.is_dir(), reason="../shared/
 
 @pytestmark_ceval
 def test_cloze_prefix_and_question_reuse_equal_full_prompt_llama(tiny_llama_dir):
-    from subjectlm.eval.backends.hf import HFBackend
+    from subjectlm.backends.hf import HFBackend
 
-    backend = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu", batch_size=4)
+    backend = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu", batch_size=4).scorer
     assert backend.shared_prefix  # two-level path: one question forward, option rows against its cache
     assert _check_cloze(backend, ["computer_network", "logic"]) == 19 + 22
 
 
 @pytestmark_ceval
 def test_cloze_expanded_cache_fallback_equals_full_prompt(tiny_llama_dir):
-    from subjectlm.eval.backends.hf import HFBackend
+    from subjectlm.backends.hf import HFBackend
 
-    backend = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu", batch_size=3)
+    backend = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu", batch_size=3).scorer
     backend.shared_prefix = False  # models where shared-prefix attention does not apply
     assert _check_cloze(backend, ["logic"], limit=8) == 8
 
 
 @pytestmark_ceval
 def test_cloze_reuse_qwen2_odd_batches_and_chat_template(tiny_qwen2_dir):
-    from subjectlm.eval.backends.hf import HFBackend
+    from subjectlm.backends.hf import HFBackend
 
-    backend = HFBackend(str(tiny_qwen2_dir), dtype="fp32", device="cpu", batch_size=3)
+    backend = HFBackend(str(tiny_qwen2_dir), dtype="fp32", device="cpu", batch_size=3).scorer
     assert backend.shared_prefix
     assert _check_cloze(backend, ["high_school_geography"], shots=3) == 19
     assert _check_cloze(backend, ["computer_network"], shots=2, limit=7, with_prompt=True) == 7
@@ -212,7 +212,7 @@ def test_question_attention_equals_full_causal_attention():
     """Three parts (prefix, each row's question by index with padding masked, own tokens) = one softmax."""
     import torch.nn.functional as F
 
-    from subjectlm.eval.backends import shared_prefix as SP
+    from subjectlm.backends import shared_prefix as SP
 
     g = torch.Generator().manual_seed(0)
     b, h, hkv, p, lq, s, d = 4, 6, 2, 30, 9, 5, 16
@@ -244,7 +244,7 @@ def test_llamacpp_cloze_reuse_equals_one_pass_with_all_logits():
     import llama_cpp
     import numpy as np
 
-    from subjectlm.eval.backends.llamacpp import LlamaCppBackend
+    from subjectlm.backends.llamacpp import LlamaCppBackend
     from subjectlm.models import ModelNotFoundError, default_gguf_path
 
     try:
@@ -257,7 +257,7 @@ def test_llamacpp_cloze_reuse_equals_one_pass_with_all_logits():
             P.ExamDoc("x", "2", "What is 2+2?", ("3", "4", "five", "22"), "B")]
     contexts = [P.cloze_prompt(s, "astronomy", [shot], d) for d in docs]
     continuations = [P.cloze_continuations(s, d) for d in docs]
-    backend = LlamaCppBackend(str(gguf), n_ctx=512, n_threads=1)
+    backend = LlamaCppBackend(str(gguf), n_ctx=512, n_threads=1).scorer
     reference = llama_cpp.Llama(model_path=str(gguf), n_ctx=512, logits_all=True, n_threads=1, verbose=False)
     try:
         got = backend.score_continuations(contexts, continuations)

@@ -11,7 +11,7 @@ from subjectlm.eval import prompts as P  # noqa: E402
 
 @pytest.mark.slow  # a llama.cpp built without AVX takes ~1 min here
 def test_llamacpp_prefix_reuse_and_letters():
-    from subjectlm.eval.backends.llamacpp import LlamaCppBackend
+    from subjectlm.backends.llamacpp import LlamaCppBackend
     from subjectlm.models import ModelNotFoundError, default_gguf_path
 
     try:
@@ -22,7 +22,7 @@ def test_llamacpp_prefix_reuse_and_letters():
     shot = P.ExamDoc("x", "0", "What is 2+2?", ("3", "4", "5", "6"), "B")
     docs = [P.ExamDoc("x", str(i), f"What is {i}+{i}?", ("1", "2", "4", "6"), None) for i in (1, 2)]
     texts = [P.prompt(s, "arithmetic", [shot], d) for d in docs]
-    backend = LlamaCppBackend(str(gguf), n_ctx=512, n_threads=1)
+    backend = LlamaCppBackend(str(gguf), n_ctx=512, n_threads=1).scorer
     try:
         reused = backend.score_next(texts, P.continuations(s))
         backend.prefix_reuse = False

@@ -9,14 +9,16 @@ import pytest
 import torch
 
 from conftest import CEVAL_DIR
+from subjectlm.backends.hf import HFBackend
+from subjectlm.backends.score_hf import HFScorer
+from subjectlm.backends.score_tokens import TokenizerText, common_prefix_length
 from subjectlm.eval import prompts as P
-from subjectlm.eval.backends.hf import HFBackend, common_prefix_length
 from subjectlm.eval.exams import read_exam
 
 pytestmark = pytest.mark.skipif(not CEVAL_DIR.is_dir(), reason="../shared/ceval-exam not present")
 
 
-def full_prompt_logprobs(backend: HFBackend, text: str, ids: list[int], add_special_tokens: bool = True) -> list[float]:
+def full_prompt_logprobs(backend: HFScorer, text: str, ids: list[int], add_special_tokens: bool = True) -> list[float]:
     """Reference: one forward over the whole prompt, no cache, no padding."""
     tokens = torch.tensor([backend.encode(text, add_special_tokens)])
     with torch.inference_mode():
@@ -24,7 +26,7 @@ def full_prompt_logprobs(backend: HFBackend, text: str, ids: list[int], add_spec
     return torch.log_softmax(logits, -1)[ids].tolist()
 
 
-def _check_subjects(backend: HFBackend, subjects: list[str], with_prompt: bool = False, shots: int = 5) -> int:
+def _check_subjects(backend: HFScorer, subjects: list[str], with_prompt: bool = False, shots: int = 5) -> int:
     fmt, exams = read_exam(CEVAL_DIR, "ceval", "val", subjects)
     style = P.style(fmt)
     checked = 0
@@ -46,26 +48,26 @@ def _check_subjects(backend: HFBackend, subjects: list[str], with_prompt: bool =
 
 
 def test_prefix_reuse_equals_full_prompt_llama(tiny_llama_dir):
-    backend = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu", batch_size=4)
+    backend = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu", batch_size=4).scorer
     assert backend.shared_prefix  # batches attend to one batch-1 copy of the prefix
     assert _check_subjects(backend, ["computer_network", "logic", "college_physics"]) == 19 + 22 + 19
 
 
 def test_prefix_reuse_by_expanded_cache_equals_full_prompt(tiny_llama_dir):
     """The fallback for models where shared-prefix attention does not apply: the prefix cache repeated per batch."""
-    backend = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu", batch_size=4)
+    backend = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu", batch_size=4).scorer
     backend.shared_prefix = False
     assert _check_subjects(backend, ["logic"]) == 22
 
 
 def test_prefix_reuse_equals_full_prompt_qwen2_odd_batches(tiny_qwen2_dir):
-    backend = HFBackend(str(tiny_qwen2_dir), dtype="fp32", device="cpu", batch_size=3)
+    backend = HFBackend(str(tiny_qwen2_dir), dtype="fp32", device="cpu", batch_size=3).scorer
     assert backend.shared_prefix
     assert _check_subjects(backend, ["high_school_geography"], shots=3) == 19
 
 
 def test_prefix_reuse_with_chat_template_has_one_bos(tiny_llama_dir):
-    backend = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu", batch_size=8)
+    backend = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu", batch_size=8).scorer
     assert _check_subjects(backend, ["computer_network"], with_prompt=True, shots=2) == 19
     # The rendered chat, tokenized without special tokens, is exactly the template's own tokenization.
     messages = [{"role": "user", "content": "1+1=?\n答案："}]
@@ -77,11 +79,9 @@ def test_prefix_reuse_with_chat_template_has_one_bos(tiny_llama_dir):
 
 def test_letter_tokens_are_read_in_context(default_model_dir):
     """SmolLM2: "A" after "答案：" is the bare-letter token; MMLU's " A" after "Answer:" is a different one."""
-    backend = HFBackend.__new__(HFBackend)
     from subjectlm.models import load_tokenizer
 
-    backend.tokenizer = load_tokenizer(default_model_dir)
-    backend._cont_cache = {}
+    backend = TokenizerText(load_tokenizer(default_model_dir))
     ceval = backend.continuation_ids("1+1=?\nA. 1\nB. 2\nC. 3\nD. 4\n答案：", ["A", "B", "C", "D"])
     mmlu = backend.continuation_ids("1+1=?\nA. 1\nB. 2\nC. 3\nD. 4\nAnswer:", [" A", " B", " C", " D"])
     assert ceval == [backend.tokenizer.convert_tokens_to_ids(t) for t in "ABCD"]
@@ -101,7 +101,7 @@ def test_shared_prefix_attention_equals_full_causal_attention(monkeypatch, fused
     """Rows of different own lengths (right-padded) after one prefix, GQA 6 query heads on 2 key heads."""
     import torch.nn.functional as F
 
-    from subjectlm.eval.backends import shared_prefix as SP
+    from subjectlm.backends import shared_prefix as SP
 
     if not fused:
         original = SP._attention_with_lse

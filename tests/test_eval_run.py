@@ -66,8 +66,12 @@ class FakeBackend:
         self.scored += len(prompts)
         return out
 
-    def generate(self, prompts, max_new_tokens, add_special_tokens=True):
-        return ["所以答案是" + re.findall(r"pick ([ABCD])", p)[-1] + "。" for p in prompts]
+    def generate(self, prompts, params):
+        """The generation side (Backend.generate): an Answer per prompt, within params.max_tokens."""
+        from subjectlm.backends import Answer
+
+        texts = ["所以答案是" + re.findall(r"pick ([ABCD])", p)[-1] + "。" for p in prompts]
+        return [Answer(t[: params.max_tokens], "stop", len(p), len(t)) for p, t in zip(prompts, texts)]
 
     def score_continuations(self, contexts, continuations, add_special_tokens=True):
         """Cloze: option text "4" is the likeliest after a question; after the bare cue (the neutral

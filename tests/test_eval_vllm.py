@@ -14,14 +14,17 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from subjectlm.eval.backends import load_backend
-from subjectlm.eval.backends.hf import HFBackend
+from subjectlm.backends import BackendUnavailable, GenParams, open_backend
+from subjectlm.backends.hf import HFBackend
 
 
 @dataclass
 class SamplingParams:
     max_tokens: int = 16
     temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] | None = None
+    seed: int | None = None
     logprobs: int | None = None
     allowed_token_ids: list[int] | None = None
     prompt_logprobs: int | None = None
@@ -36,12 +39,15 @@ class _Logprob:
 class _Completion:
     text: str = ""
     logprobs: list = field(default_factory=list)
+    token_ids: list = field(default_factory=list)
+    finish_reason: str = "length"
 
 
 @dataclass
 class _Output:
     outputs: list
     prompt_logprobs: list | None = None
+    prompt_token_ids: list = field(default_factory=list)
 
 
 class FakeLLM:
@@ -58,6 +64,8 @@ class FakeLLM:
         params = params if isinstance(params, list) else [params] * len(requests)
         outs = []
         for request, p in zip(requests, params):
+            if isinstance(request, str):  # a text prompt (the generation side): vLLM tokenizes it
+                request = {"prompt_token_ids": self.tokenizer(request)["input_ids"]}
             ids = torch.tensor([request["prompt_token_ids"]])
             with torch.inference_mode():
                 if p.prompt_logprobs is not None:  # vLLM: each prompt token's raw log-prob, None at position 0
@@ -71,8 +79,9 @@ class FakeLLM:
                     token = max(allowed, key=lambda t: raw[t])
                     outs.append(_Output([_Completion(logprobs=[{token: _Logprob(float(raw[token]))}])]))
                 else:
-                    gen = self.model.generate(ids, max_new_tokens=p.max_tokens, do_sample=False)
-                    outs.append(_Output([_Completion(text=self.tokenizer.decode(gen[0, ids.shape[1]:]))]))
+                    new = self.model.generate(ids, max_new_tokens=p.max_tokens, do_sample=False)[0, ids.shape[1]:]
+                    outs.append(_Output([_Completion(text=self.tokenizer.decode(new), token_ids=new.tolist())],
+                                        prompt_token_ids=request["prompt_token_ids"]))
         return outs
 
 
@@ -87,7 +96,7 @@ def fake_vllm(monkeypatch):
 def test_vllm_letter_logprobs_equal_the_hf_backend(fake_vllm, tiny_llama_dir):
     prompts = [f"问题{i}：1+{i}=?\nA. {i}\nB. {i + 1}\nC. {i + 2}\nD. {i + 3}\n答案：" for i in range(5)]
     letters = ["A", "B", "C", "D"]
-    got = load_backend("vllm", str(tiny_llama_dir), dtype="fp32", batch_size=8).score_next(prompts, letters)
+    got = open_backend(str(tiny_llama_dir), "vllm", dtype="fp32", batch_size=8).score_next(prompts, letters)
     want = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu").score_next(prompts, letters)
     assert len(got) == 5 and all(len(row) == 4 for row in got)
     assert max(abs(a - b) for g, w in zip(got, want) for a, b in zip(g, w)) <= 1e-4
@@ -101,20 +110,19 @@ def test_vllm_cloze_logprobs_equal_the_hf_backend(fake_vllm, tiny_llama_dir):
     docs = [P.ExamDoc("x", str(i), f"1+{i}=____", (str(i), str(i + 1), f"{i}加一", "不知道"), "B") for i in range(3)]
     contexts = [P.cloze_prompt(s, "算术", [shot], d) for d in docs]
     options = [P.cloze_continuations(s, d) for d in docs]
-    got = load_backend("vllm", str(tiny_llama_dir), dtype="fp32").score_continuations(contexts, options)
+    got = open_backend(str(tiny_llama_dir), "vllm", dtype="fp32").score_continuations(contexts, options)
     want = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu").score_continuations(contexts, options)
     assert len(got) == 3 and all(len(row) == 4 for row in got)
     assert max(abs(a - b) for g, w in zip(got, want) for a, b in zip(g, w)) <= 1e-4
 
 
 def test_vllm_generate_returns_one_reply_per_prompt(fake_vllm, tiny_llama_dir):
-    backend = load_backend("vllm", str(tiny_llama_dir))
-    assert len(backend.generate(["a", "b"], max_new_tokens=3)) == 2
+    backend = open_backend(str(tiny_llama_dir), "vllm")
+    answers = backend.generate(["a", "b"], GenParams(max_tokens=3))
+    assert len(answers) == 2 and all(a.completion_tokens == 3 and a.finish_reason == "length" for a in answers)
 
 
 def test_missing_vllm_is_a_clear_error(monkeypatch, tiny_llama_dir):
-    from subjectlm.eval.backends import BackendUnavailable
-
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     with pytest.raises(BackendUnavailable, match="pip install 'subjectlm\\[vllm\\]'"):
-        load_backend("vllm", str(tiny_llama_dir))
+        open_backend(str(tiny_llama_dir), "vllm")

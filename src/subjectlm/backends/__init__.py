@@ -1,13 +1,19 @@
-"""One model layer for generation: every stage that makes a model write text goes through here.
+"""One model layer: every stage that runs a model (exam scoring, QA, chat, serve, arena) goes through here.
 
-    __init__.py  the Backend protocol, GenParams, Piece, Answer, open_backend()
-    text.py      pure text helpers: chat_text(), end_of_turn_token(), cut_at_stop()
-    device.py    default_device(): cuda when present, else cpu (the one place that decides)
-    sampling.py  per-row seeded sampling, so an answer never depends on its batch neighbours
-    hf.py        transformers: streamed one request at a time, generate() in left-padded batches
-    hf_batch.py  transformers: concurrent streams decoded together, step by step (`parallel` > 1)
-    llamacpp.py  a GGUF through llama-cpp-python (open_llama, no torch on this path)
-    vllm.py      vLLM's offline engine (GPU machines)
+    __init__.py        the Backend protocol (generate, stream, score), GenParams, Piece, Answer, open_backend()
+    text.py            pure text helpers: chat_text(), end_of_turn_token(), cut_at_stop()
+    device.py          default_device(): cuda when present, else cpu (the one place that decides)
+    sampling.py        per-row seeded sampling, so an answer never depends on its batch neighbours
+    hf.py              transformers: streamed one request at a time, generate() in left-padded batches
+    hf_batch.py        transformers: concurrent streams decoded together, step by step (`parallel` > 1)
+    llamacpp.py        a GGUF through llama-cpp-python (open_llama, no torch on this path)
+    vllm.py            vLLM's offline engine (GPU machines)
+    score_tokens.py    pure token helpers for scoring: common prefix, a letter's token in context, lm-eval's split
+    score_hf.py        HFScorer: next-token log-probs on transformers, the shared prefix computed once
+    shared_prefix.py   attention for a batch that continues one shared prefix, without copying it
+    continuations.py   HFScorer's cloze log-likelihoods of continuations, with two levels of reuse
+    score_llamacpp.py  LlamaCppScorer: letter and cloze scores from a GGUF, llama.cpp's cells reused
+    score_vllm.py      VLLMScorer: letter and cloze scores from vLLM's engine (raw log-probs)
 
 A prompt is either a raw string (a completion) or a list of chat messages, which the
 backend renders with the model's own chat template. `stream` yields `Piece`s and ends with
@@ -15,8 +21,9 @@ one that carries the finish reason and token counts; it checks a `cancel` event 
 tokens, so a caller that goes away (a disconnected HTTP client, a timeout, SIGTERM) frees
 the model within one token. One generation runs at a time per backend (a lock).
 
-The eval (scoring) backends in eval/backends/ will join as a `score` method of the same
-objects; they keep their own module until then.
+Scoring (`score_next`, `score_continuations`, `chat_prompt`) is a method of the same object: the
+first call makes the backend's scorer (score_*.py) over the model it already loaded, so one model
+in memory both generates and scores. Scores are raw log-probs from the logits, never a sampler's.
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 from pathlib import Path
-from typing import Iterator, Mapping, Protocol, Sequence, Union
+from typing import Any, Iterator, Mapping, Protocol, Sequence, Union
+
+from subjectlm.errors import UserError
 
 BACKENDS = ("auto", "hf", "llamacpp", "vllm")
 
@@ -67,8 +76,62 @@ class Backend(Protocol):
     def generate(self, prompts: Sequence[Prompt], params: GenParams | Sequence[GenParams]) -> list[Answer]:
         """Whole answers, one per prompt (batched where the backend can); `params` is shared or one per prompt."""
 
+    def chat_prompt(self, messages: Messages) -> str:
+        """The conversation rendered with the model's chat template, ready for the assistant's reply
+        (BackendUnavailable without a template: scoring never guesses a format)."""
+
+    def score_next(self, prompts: Sequence[str], continuations: Sequence[str],
+                   add_special_tokens: bool = True) -> list[list[float]]:
+        """For each prompt, the log-probability of each continuation's first token right after it.
+
+        Prompts that share a leading token prefix (the header and shots of one subject) are
+        answered with that prefix computed once."""
+
+    def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                            add_special_tokens: bool = True) -> list[list[float]]:
+        """Cloze: for each context, the summed log-probability of each of its continuations' tokens.
+
+        Tokens are split as lm-eval splits them: context and context+continuation tokenized
+        apart, the continuation being what the whole adds after the context's tokens."""
+
     def close(self) -> None:
         """Free the model's memory now."""
+
+
+class BackendUnavailable(UserError, RuntimeError):
+    """A backend (or one of its features) cannot serve this request: a missing library, a missing template."""
+
+
+class Scores:
+    """The scoring half of every backend: its scorer (score_*.py) is made on first use over the model the
+    backend already loaded, and a score holds the backend's lock as a generation does."""
+
+    lock: threading.Lock
+    _scorer: Any = None
+
+    def open_scorer(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def scorer(self) -> Any:
+        if self._scorer is None:
+            self._scorer = self.open_scorer()
+        return self._scorer
+
+    def chat_prompt(self, messages: Messages) -> str:
+        return self.scorer.chat_prompt(messages)
+
+    def score_next(self, prompts: Sequence[str], continuations: Sequence[str],
+                   add_special_tokens: bool = True) -> list[list[float]]:
+        scorer = self.scorer
+        with self.lock:
+            return scorer.score_next(prompts, continuations, add_special_tokens)
+
+    def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                            add_special_tokens: bool = True) -> list[list[float]]:
+        scorer = self.scorer
+        with self.lock:
+            return scorer.score_continuations(contexts, continuations, add_special_tokens)
 
 
 def answer_of(pieces: Iterator[Piece]) -> Answer:
@@ -89,13 +152,14 @@ def per_prompt(params: GenParams | Sequence[GenParams], n: int) -> list[GenParam
     return params
 
 
-def open_backend(model: str | Path, backend: str = "auto", *, n_ctx: int = 4096, dtype: str = "fp32",
+def open_backend(model: str | Path, backend: str = "auto", *, n_ctx: int = 4096, dtype: str | None = None,
                  device: str | None = None, batch_size: int = 8, parallel: int = 1,
                  trust_remote_code: bool = False) -> Backend:
     """`auto`: a .gguf file runs on llama.cpp, a model directory (or `default`) on transformers.
 
-    `n_ctx` is llama.cpp's context; `dtype`, `device`, `batch_size` (generate) and `parallel` (concurrent
-    streams decoded together) are for hf; llama.cpp and vLLM run one stream at a time here."""
+    `n_ctx` is llama.cpp's context; `device`, `batch_size` (generate and scores) and `parallel` (concurrent
+    streams decoded together) are for hf; `dtype` for hf (default fp32) and vLLM (default: the checkpoint's).
+    llama.cpp and vLLM run one stream at a time here."""
     from subjectlm.config import ConfigError
 
     is_gguf = str(model).endswith(".gguf")
@@ -114,12 +178,12 @@ def open_backend(model: str | Path, backend: str = "auto", *, n_ctx: int = 4096,
     if backend == "hf":
         from subjectlm.backends.hf import HFBackend
 
-        return HFBackend(model, dtype=dtype, device=device, batch_size=batch_size, parallel=parallel,
+        return HFBackend(model, dtype=dtype or "fp32", device=device, batch_size=batch_size, parallel=parallel,
                          trust_remote_code=trust_remote_code)
     if backend == "vllm":
         from subjectlm.backends.vllm import VLLMBackend
 
-        return VLLMBackend(model, trust_remote_code=trust_remote_code)
+        return VLLMBackend(model, dtype=dtype or "auto", trust_remote_code=trust_remote_code)
     raise ConfigError(f"backend: {backend!r} is not one of {', '.join(BACKENDS)}")
 
 

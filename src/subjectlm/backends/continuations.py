@@ -1,11 +1,11 @@
-"""Log-likelihoods of continuations in the transformers backend (cloze scoring), with two levels of reuse.
+"""Log-likelihoods of continuations on transformers (HFScorer's cloze scoring), with two levels of reuse.
 
 A cloze request is (context, continuation): the question's prompt, and one option's text. Its
 score is the summed log-prob of the continuation's tokens after the context. Tokens are split as
 lm-eval splits them (`HFLM._encode_pair`): whitespace at the end of the context moves to the
 front of the continuation, the context and context+continuation are tokenized separately, and the
-continuation is what the whole adds after the context's token count. So the token before the first
-continuation token is the context's own last token, every option of a question shares the same
+continuation is what the whole adds after the context's token count (score_tokens.encode_pair).
+So the token before the first continuation token is the context's own last token, every option of a question shares the same
 context tokens, and a BPE merge across the boundary cannot shift the context.
 
 Reuse, level 1: all questions of a subject share the header and shots; that token prefix runs
@@ -25,31 +25,10 @@ second vocabulary-sized tensor is made.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
-from subjectlm.eval.backends.shared_prefix import QuestionKV, prefix_key_values
-
-
-def encode_pair(encode: Callable[..., list[int]], context: str, continuation: str,
-                add_special_tokens: bool = True) -> tuple[list[int], list[int]]:
-    """Context tokens and continuation tokens, split as lm-eval does (see the module docstring)."""
-    spaces = len(context) - len(context.rstrip())
-    if spaces:
-        context, continuation = context[:-spaces], context[-spaces:] + continuation
-    context_ids = encode(context, add_special_tokens)
-    whole = encode(context + continuation, add_special_tokens)
-    return context_ids, whole[len(context_ids):]
-
-
-def encode_requests(encode, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
-                    add_special_tokens: bool = True) -> tuple[list[list[int]], list[list[list[int]]]]:
-    """Per context its tokens, and per option its continuation tokens."""
-    context_ids, option_ids = [], []
-    for context, options in zip(contexts, continuations):
-        pairs = [encode_pair(encode, context, option, add_special_tokens) for option in options]
-        context_ids.append(pairs[0][0] if pairs else encode(context, add_special_tokens))
-        option_ids.append([ids for _, ids in pairs])
-    return context_ids, option_ids
+from subjectlm.backends.score_tokens import common_prefix_length
+from subjectlm.backends.shared_prefix import QuestionKV, prefix_key_values
 
 
 def _scored(logits, targets: list[int]) -> list[float]:
@@ -90,8 +69,6 @@ def continuation_logprobs(backend, contexts: Sequence[Sequence[int]],
     """Summed log-prob of each continuation's tokens after its context; an empty continuation gets -inf
     (an option with no tokens of its own cannot be chosen)."""
     import torch
-
-    from subjectlm.eval.backends.hf import common_prefix_length
 
     results = [[0.0 if len(c) else float("-inf") for c in options] for options in continuations]
     if not contexts:
@@ -147,7 +124,7 @@ def _one_level(backend, contexts, continuations, prefix_len: int, prefix_cache, 
     """Each (question, option) row carries the question's own tokens and the option's, after the prefix."""
     import torch
 
-    from subjectlm.eval.backends.hf import _expand, _truncate
+    from subjectlm.backends.score_hf import _expand, _truncate
 
     rows = [(i, j) for i, options in enumerate(continuations) for j, c in enumerate(options) if c]
     rows.sort(key=lambda r: -(len(contexts[r[0]]) + len(continuations[r[0]][r[1]])))

@@ -4,7 +4,8 @@
 TextIteratorStreamer. A stopping criterion checks the caller's cancel event (and a stop
 string found in the text) before every new token, so a cancelled request ends at its next
 token and the lock is free again. Sampling goes through sampling.make_row_sampler in both
-paths, so a seed gives the same answer streamed, unstreamed or batched.
+paths, so a seed gives the same answer streamed, unstreamed or batched. Scores come from
+score_hf.HFScorer over this same model.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from subjectlm.backends import Answer, GenParams, Piece, Prompt, acquire, per_prompt
+from subjectlm.backends import Answer, GenParams, Piece, Prompt, Scores, acquire, per_prompt
 from subjectlm.backends.sampling import make_row_sampler
 from subjectlm.backends.text import chat_text, cut_at_stop, end_of_turn_token
 
 
-class HFBackend:
+class HFBackend(Scores):
     name = "hf"
 
     def __init__(self, model: str | Path, dtype: str = "fp32", device: str | None = None, batch_size: int = 8,
@@ -62,6 +63,11 @@ class HFBackend:
 
     def close(self) -> None:
         pass  # torch frees the weights with the object
+
+    def open_scorer(self):
+        from subjectlm.backends.score_hf import HFScorer
+
+        return HFScorer(self.model, self.tokenizer, self.device, self.batch_size)
 
     def prompt_ids(self, prompt: Prompt) -> list[int]:
         """Token ids of a raw prompt (with the tokenizer's BOS) or of a conversation (the template writes its own)."""

@@ -2,7 +2,7 @@
 
 llama-cpp-python streams lazily: a token is computed only when the stream is read. So
 cancelling is to stop reading between tokens and close the stream; the lock is free at once.
-Nothing on this path imports torch.
+Scores come from score_llamacpp.LlamaCppScorer over the same Llama. Nothing on this path imports torch.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from subjectlm.backends import Answer, GenParams, Piece, Prompt, acquire, answer_of, per_prompt
+from subjectlm.backends import Answer, GenParams, Piece, Prompt, Scores, acquire, answer_of, per_prompt
 from subjectlm.backends.text import chat_text
 
 
 def open_llama(path: str | Path, n_ctx: int = 2048, logits_all: bool = False, lora: str | Path | None = None,
-               **options):
+               n_threads: int | None = None, **options):
     """A llama_cpp.Llama on CPU, quiet; a clear error when llama-cpp-python is missing."""
     from subjectlm.errors import UserError
 
@@ -28,7 +28,7 @@ def open_llama(path: str | Path, n_ctx: int = 2048, logits_all: bool = False, lo
     threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
         return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, logits_all=logits_all, verbose=False,
-                               n_threads=max(1, min(8, threads)), n_gpu_layers=0,
+                               n_threads=n_threads or max(1, min(8, threads)), n_gpu_layers=0,
                                lora_path=str(lora) if lora else None, **options)
     except ValueError as exc:  # llama.cpp says why only on stderr, which verbose=False hides
         raise UserError(f"llama.cpp (llama-cpp-python {llama_cpp.__version__}) could not load {path}"
@@ -42,12 +42,12 @@ class _PlainText:
     chat_template = None
 
 
-class LlamaCppBackend:
+class LlamaCppBackend(Scores):
     name = "llamacpp"
 
-    def __init__(self, model: str | Path, n_ctx: int = 4096):
+    def __init__(self, model: str | Path, n_ctx: int = 4096, n_threads: int | None = None):
         self.model_id = Path(str(model)).name
-        self.llm = open_llama(model, n_ctx=n_ctx)
+        self.llm = open_llama(model, n_ctx=n_ctx, n_threads=n_threads)
         self.context = self.llm.n_ctx()
         self.has_template = bool(self.llm.metadata.get("tokenizer.chat_template"))
         self.lock = threading.Lock()
@@ -55,6 +55,11 @@ class LlamaCppBackend:
     def close(self) -> None:
         """Free llama.cpp's memory now (its finalizer at interpreter exit is noisy)."""
         self.llm.close()
+
+    def open_scorer(self):
+        from subjectlm.backends.score_llamacpp import LlamaCppScorer
+
+        return LlamaCppScorer(self.llm)
 
     def _kwargs(self, params: GenParams) -> dict[str, Any]:
         kw: dict[str, Any] = dict(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,

@@ -1,9 +1,13 @@
-"""The transformers backend: next-token log-probs from raw logits, with the shared prefix computed once.
+"""Scoring on transformers: next-token log-probs from raw logits, with the shared prefix computed once.
+
+`HFScorer` works on the model and tokenizer that hf.py's HFBackend already loaded (created
+the first time a score is asked for), so one model in memory both generates and scores.
 
 All questions of one subject start with the same header and shots (often 90% of
 the tokens). `score_next` finds the longest token prefix common to all prompts of
-a call, runs it once, and for each batch of questions expands its KV cache to the
-batch and runs only the questions' own tokens, right-padded: padding sits after
+a call, runs it once, and for each batch of questions runs only the questions' own
+tokens against it (shared_prefix.py; elsewhere against a copy of its KV cache expanded
+to the batch), right-padded: padding sits after
 every real token, so the causal mask keeps it invisible, and position ids continue
 from the prefix. Logits are taken from the model's output directly: no sampling
 processors (repetition penalty and friends would change them).
@@ -19,33 +23,8 @@ import copy
 import inspect
 from typing import Sequence
 
-from subjectlm.eval.backends import BackendUnavailable
-from subjectlm.eval.backends.shared_prefix import plain_cache_layers, prefix_key_values, register_shared_prefix
-
-
-def first_added_tokens(encode, tail: str, continuations: Sequence[str]) -> list[int]:
-    """For each continuation, the first token that tail+continuation adds to tail's tokens."""
-    context = encode(tail, add_special_tokens=False)
-    ids = []
-    for cont in continuations:
-        whole = encode(tail + cont, add_special_tokens=False)
-        if whole[: len(context)] == context and len(whole) > len(context):
-            ids.append(whole[len(context)])
-        else:  # the continuation merged into the prompt's last token: score it on its own
-            ids.append(encode(cont, add_special_tokens=False)[0])
-    return ids
-
-
-def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
-    """Length of the token prefix shared by all sequences, leaving each at least one token of its own."""
-    if not seqs:
-        return 0
-    limit = min(len(s) for s in seqs) - 1
-    first = seqs[0]
-    n = 0
-    while n < limit and all(s[n] == first[n] for s in seqs):
-        n += 1
-    return max(n, 0)
+from subjectlm.backends.score_tokens import TokenizerText, common_prefix_length, encode_requests
+from subjectlm.backends.shared_prefix import plain_cache_layers, prefix_key_values, register_shared_prefix
 
 
 def _expand(prefix_cache, n: int):
@@ -70,40 +49,6 @@ def _truncate(cache, length: int) -> bool:
     return True
 
 
-class TokenizerText:
-    """Text to tokens through a transformers tokenizer (`self.tokenizer`): shared by the hf and vllm backends."""
-
-    tokenizer: object
-    _cont_cache: dict[tuple[str, tuple[str, ...]], list[int]]
-
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
-
-    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise BackendUnavailable("this model's tokenizer has no chat template: drop --with_prompt")
-        # Rendered to text (the template writes BOS itself if the model wants one); callers
-        # then tokenize it with add_special_tokens=False so BOS is not added a second time.
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-    def continuation_ids(self, prompt: str, continuations: Sequence[str], add_special_tokens: bool = True) -> list[int]:
-        """The token each continuation starts with *in context*.
-
-        "A" alone may tokenize differently from "A" after "答案：" (SentencePiece adds a
-        word-start marker; some BPEs have distinct "A" and " A" tokens), so each
-        continuation is found as the first token that prompt+continuation adds to prompt.
-        """
-        # The last characters decide how the letter tokenizes; the whole 3000-token prompt is not needed.
-        tail = prompt[-64:]
-        key = (tail, tuple(continuations))
-        if key not in self._cont_cache:
-            ids = first_added_tokens(self.encode, tail, continuations)
-            if len(set(ids)) != len(ids):
-                raise BackendUnavailable(f"continuations {list(continuations)} share a first token {ids}")
-            self._cont_cache[key] = ids
-        return self._cont_cache[key]
-
-
 def _shared_prefix_ok(model) -> bool:
     """Shared-prefix attention is plain softmax attention: not for soft-capped or sliding-window models,
     nor for models that cannot switch attention implementation."""
@@ -115,27 +60,22 @@ def _shared_prefix_ok(model) -> bool:
     return bool(getattr(model, "_can_set_attn_implementation", lambda: False)())
 
 
-class HFBackend(TokenizerText):
-    def __init__(self, model: str, dtype: str = "auto", device: str | None = None, batch_size: int = 8,
-                 trust_remote_code: bool = False, prefix_reuse: bool = True):
+class HFScorer(TokenizerText):
+    """Scoring over an already loaded transformers model and tokenizer (the generation backend's own)."""
+
+    def __init__(self, model, tokenizer, device, batch_size: int = 8, prefix_reuse: bool = True):
         import torch
 
-        from subjectlm.models import load_model, load_tokenizer
-
-        if device is None:
-            from subjectlm.backends.device import default_device
-
-            device = default_device()
-        self.tokenizer = load_tokenizer(model, trust_remote_code=trust_remote_code)
-        self.model = load_model(model, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+        super().__init__(tokenizer)
+        self.model = model
         self.device = torch.device(device)
         self.batch_size = max(1, int(batch_size))
         self.prefix_reuse = prefix_reuse
         # Batches attend to one batch-1 copy of the prefix (see shared_prefix.py) where the model allows it.
+        # Without prefix_kv the registered attention is plain SDPA, so generation is unchanged.
         self.shared_prefix = prefix_reuse and _shared_prefix_ok(self.model)
         if self.shared_prefix:
             self.model.set_attn_implementation(register_shared_prefix())
-        self._cont_cache: dict[tuple[str, tuple[str, ...]], list[int]] = {}
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
         # transformers 5.x renamed the forward's `past_key_values` to `cache` (the old name warns, then goes).
@@ -145,7 +85,7 @@ class HFBackend(TokenizerText):
     def score_next(self, prompts: Sequence[str], continuations: Sequence[str],
                    add_special_tokens: bool = True) -> list[list[float]]:
         seqs = [self.encode(p, add_special_tokens) for p in prompts]
-        wanted = [self.continuation_ids(p, continuations, add_special_tokens) for p in prompts]
+        wanted = [self.continuation_ids(p, continuations) for p in prompts]
         return self.next_token_logprobs(seqs, wanted)
 
     def next_token_logprobs(self, seqs: Sequence[Sequence[int]], wanted: Sequence[Sequence[int]]) -> list[list[float]]:
@@ -194,7 +134,7 @@ class HFBackend(TokenizerText):
     def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
                             add_special_tokens: bool = True) -> list[list[float]]:
         """Cloze: for each context, the summed log-prob of each of its continuations (continuations.py)."""
-        from subjectlm.eval.backends.continuations import continuation_logprobs, encode_requests
+        from subjectlm.backends.continuations import continuation_logprobs
 
         context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens)
         return continuation_logprobs(self, context_ids, option_ids)
@@ -228,23 +168,3 @@ class HFBackend(TokenizerText):
             full = self.model(**kwargs).logits
             logits = full[torch.arange(n), last[:, 0].to(full.device)]
         return torch.log_softmax(logits.float(), dim=-1)
-
-    # -- generation (chain of thought) ------------------------------------------------------------
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, add_special_tokens: bool = True) -> list[str]:
-        import torch
-
-        tok = self.tokenizer
-        out: list[str] = []
-        side = tok.padding_side
-        tok.padding_side = "left"  # generation continues from the right end of every row
-        try:
-            for start in range(0, len(prompts), self.batch_size):
-                enc = tok(list(prompts[start:start + self.batch_size]), return_tensors="pt", padding=True,
-                          add_special_tokens=add_special_tokens).to(self.device)
-                with torch.inference_mode():
-                    gen = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                              pad_token_id=self.pad_id)
-                out += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        finally:
-            tok.padding_side = side
-        return out

@@ -1,4 +1,4 @@
-"""The llama.cpp backend: a GGUF file (e.g. a quantized export) through llama-cpp-python.
+"""Scoring a GGUF file (e.g. a quantized export) through llama-cpp-python; no torch on this path.
 
 So a quantized model's exam score can be set beside its source's. Prefix reuse
 is llama.cpp's own: the subject's shared prefix is decoded once; for each question
@@ -22,53 +22,50 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from subjectlm.eval.backends import BackendUnavailable
-from subjectlm.eval.backends.hf import common_prefix_length, first_added_tokens
+from subjectlm.backends import BackendUnavailable
+from subjectlm.backends.score_tokens import ContinuationIds, common_prefix_length, encode_requests
+from subjectlm.backends.text import chat_text
 
 
-class LlamaCppBackend:
-    def __init__(self, model: str, batch_size: int = 8, n_ctx: int = 8192, n_threads: int | None = None,
-                 prefix_reuse: bool = True, **_ignored):
-        try:
-            import llama_cpp
-        except ImportError:
-            raise BackendUnavailable("the llamacpp backend needs llama-cpp-python: pip install llama-cpp-python") from None
+class GGUFTemplate:
+    """The GGUF's own chat template behind the tokenizer interface chat_text() reads."""
+
+    def __init__(self, llm):
+        self.llm = llm
+        self.chat_template = llm.metadata.get("tokenizer.chat_template")
+
+    def _special(self, token: int) -> str:
+        return self.llm.detokenize([token], special=True).decode("utf-8", "ignore") if token >= 0 else ""
+
+    def apply_chat_template(self, messages, tokenize: bool = False, add_generation_prompt: bool = True) -> str:
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        return env.from_string(self.chat_template).render(
+            messages=messages, add_generation_prompt=add_generation_prompt,
+            bos_token=self._special(self.llm.token_bos()), eos_token=self._special(self.llm.token_eos()))
+
+
+class LlamaCppScorer:
+    """Scoring over llamacpp.py's already opened llama_cpp.Llama (one model in memory for both)."""
+
+    def __init__(self, llm, prefix_reuse: bool = True):
         import numpy as np
 
-        from subjectlm.models import resolve_model
-
-        path = resolve_model(model)
-        if not str(path).endswith(".gguf"):
-            raise BackendUnavailable(f"{path}: the llamacpp backend reads a .gguf file")
         self._np = np
-        self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=512, logits_all=False,
-                                   n_threads=n_threads, verbose=False)
+        self.llm = llm
         self.prefix_reuse = prefix_reuse
-        self._cont_cache: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+        self.template = GGUFTemplate(llm)
+        # Letters are read as their first token in context; llama.cpp's vocabularies keep them distinct.
+        self.continuation_ids = ContinuationIds(self.encode, distinct=False)
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=add_special_tokens, special=True)
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        template = self.llm.metadata.get("tokenizer.chat_template")
-        if not template:
+        if not self.template.chat_template:
             raise BackendUnavailable("this GGUF file has no chat template: drop --with_prompt")
-        vocab = self.llm
-        bos = vocab.detokenize([vocab.token_bos()], special=True).decode("utf-8", "ignore") if vocab.token_bos() >= 0 else ""
-        eos = vocab.detokenize([vocab.token_eos()], special=True).decode("utf-8", "ignore") if vocab.token_eos() >= 0 else ""
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        return env.from_string(template).render(messages=messages, add_generation_prompt=True,
-                                                bos_token=bos, eos_token=eos)
-
-    def continuation_ids(self, prompt: str, continuations: Sequence[str]) -> list[int]:
-        """As HFBackend.continuation_ids: the first token each continuation adds after the prompt's tail."""
-        tail = prompt[-64:]
-        key = (tail, tuple(continuations))
-        if key not in self._cont_cache:
-            self._cont_cache[key] = first_added_tokens(self.encode, tail, continuations)
-        return self._cont_cache[key]
+        return chat_text(self.template, messages)
 
     def _log_softmax(self, rows: int):
         """Log-softmax (float64) of the last decode's `rows` logit rows, over the vocabulary."""
@@ -114,8 +111,6 @@ class LlamaCppBackend:
 
     def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
                             add_special_tokens: bool = True) -> list[list[float]]:
-        from subjectlm.eval.backends.continuations import encode_requests
-
         context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens)
         prefix_len = self._eval_shared_prefix(context_ids)
         out = []
@@ -136,15 +131,3 @@ class LlamaCppBackend:
                 row.append(float(sum(logprobs[k, t] for k, t in enumerate(tokens))))
             out.append(row)
         return out
-
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, add_special_tokens: bool = True) -> list[str]:
-        replies = []
-        for text in prompts:
-            self.llm.reset()
-            new: list[int] = []
-            for token in self.llm.generate(self.encode(text, add_special_tokens), temp=0.0, top_k=1, reset=True):
-                if self.llm.token_eos() == token or len(new) >= max_new_tokens:
-                    break
-                new.append(token)
-            replies.append(self.llm.detokenize(new).decode("utf-8", "ignore"))
-        return replies

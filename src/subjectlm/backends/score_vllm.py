@@ -1,4 +1,4 @@
-"""The vLLM backend (GPU machines): the same exam scores from vLLM's engine.
+"""Scoring on vLLM (GPU machines): the same exam scores from vLLM's engine.
 
 Each letter is scored by its own one-token request whose only allowed token is that letter: vLLM
 then returns the letter's log-probability, and by default (logprobs_mode "raw_logprobs") it is taken
@@ -9,7 +9,7 @@ prompt's KV blocks through vLLM's automatic prefix caching, so the shared shots 
 
 Cloze (`score_continuations`): one request per option whose prompt is context+continuation, with
 `prompt_logprobs=0`, which returns each prompt token's own log-prob from the raw logits; the
-continuation's are summed. Tokens split as in the hf backend (continuations.encode_pair). vLLM
+continuation's are summed. Tokens split as in the hf scorer (score_tokens.encode_pair). vLLM
 does not read cached prefix blocks for a request that asks for prompt log-probs (they need every
 position's logits), so cloze here recomputes each prompt: correct, not fast.
 
@@ -20,24 +20,15 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from subjectlm.eval.backends import BackendUnavailable
-from subjectlm.eval.backends.hf import TokenizerText
+from subjectlm.backends.score_tokens import TokenizerText, encode_requests
 
 
-class VLLMBackend(TokenizerText):
-    def __init__(self, model: str, dtype: str = "auto", trust_remote_code: bool = False, **_ignored):
-        try:
-            import vllm
-        except ImportError:
-            raise BackendUnavailable("the vllm backend needs vLLM, which runs on Linux with an NVIDIA GPU: "
-                                     "pip install 'subjectlm[vllm]'; on CPU use --backend hf") from None
-        from subjectlm.models import dtype_name, resolve_model
+class VLLMScorer(TokenizerText):
+    """Scoring over vllm.py's already started engine (one engine for generation and scores)."""
 
-        self.vllm = vllm
-        self.llm = vllm.LLM(model=str(resolve_model(model)), dtype=dtype_name(dtype), seed=0,
-                            trust_remote_code=trust_remote_code, enable_prefix_caching=True)
-        self.tokenizer = self.llm.get_tokenizer()
-        self._cont_cache: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+    def __init__(self, vllm, llm):
+        super().__init__(llm.get_tokenizer())
+        self.vllm, self.llm = vllm, llm
 
     def score_next(self, prompts: Sequence[str], continuations: Sequence[str],
                    add_special_tokens: bool = True) -> list[list[float]]:
@@ -63,8 +54,6 @@ class VLLMBackend(TokenizerText):
 
     def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
                             add_special_tokens: bool = True) -> list[list[float]]:
-        from subjectlm.eval.backends.continuations import encode_requests
-
         context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens)
         requests, spans = [], []
         for context, options in zip(context_ids, option_ids):
@@ -86,8 +75,3 @@ class VLLMBackend(TokenizerText):
                 row.append(sum(float(steps[len(context) + k][t].logprob) for k, t in enumerate(tokens)))
             scores.append(row)
         return scores
-
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, add_special_tokens: bool = True) -> list[str]:
-        requests = [{"prompt_token_ids": self.encode(text, add_special_tokens)} for text in prompts]
-        params = self.vllm.SamplingParams(max_tokens=max_new_tokens, temperature=0.0)
-        return [out.outputs[0].text for out in self.llm.generate(requests, params, use_tqdm=False)]

@@ -1,4 +1,5 @@
-"""vLLM's offline engine (GPU machines): batched `generate`; `stream` gives one piece per answer."""
+"""vLLM's offline engine (GPU machines): batched `generate`; `stream` gives one piece per answer;
+scores from score_vllm.VLLMScorer over the same engine."""
 
 from __future__ import annotations
 
@@ -6,28 +7,35 @@ import threading
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from subjectlm.backends import Answer, GenParams, Piece, Prompt, per_prompt
+from subjectlm.backends import Answer, GenParams, Piece, Prompt, Scores, per_prompt
 
 
-class VLLMBackend:
+class VLLMBackend(Scores):
     name = "vllm"
 
-    def __init__(self, model: str | Path, trust_remote_code: bool = False):
-        from subjectlm.errors import UserError
-        from subjectlm.models import resolve_model
+    def __init__(self, model: str | Path, dtype: str = "auto", trust_remote_code: bool = False):
+        from subjectlm.backends import BackendUnavailable
+        from subjectlm.models import dtype_name, resolve_model
 
         try:
             import vllm
         except ImportError as exc:
-            raise UserError("the vllm backend needs vLLM, which runs on Linux with an NVIDIA GPU: "
+            raise BackendUnavailable("the vllm backend needs vLLM, which runs on Linux with an NVIDIA GPU: "
                             "pip install 'subjectlm[vllm]'; on CPU use --backend hf or llamacpp") from exc
         self.vllm = vllm
         self.model_id = Path(str(model)).name
-        self.llm = vllm.LLM(model=str(resolve_model(model)), trust_remote_code=trust_remote_code)
+        # Prefix caching: the questions of a subject (and a question's letter requests) share their shots' blocks.
+        self.llm = vllm.LLM(model=str(resolve_model(model)), dtype=dtype_name(dtype), seed=0,
+                            trust_remote_code=trust_remote_code, enable_prefix_caching=True)
         self.lock = threading.Lock()
 
     def close(self) -> None:
         pass
+
+    def open_scorer(self):
+        from subjectlm.backends.score_vllm import VLLMScorer
+
+        return VLLMScorer(self.vllm, self.llm)
 
     def _sampling(self, params: GenParams):
         return self.vllm.SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature,

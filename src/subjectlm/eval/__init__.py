@@ -3,8 +3,8 @@
 prompts.py (pure prompt builders) -> exams.py (files -> documents; exam_check.py: every
 problem of an exam directory as file:LINE, run before a model is loaded) -> runner.py
 (documents -> backend requests -> predictions) -> report.py (summary, report, chart);
-backends/ answer requests and know nothing about exams; compare.py pairs two runs;
-ppl.py is perplexity; stage.py is the recipe stage. One line per file:
+the model layer (subjectlm.backends: score_next, score_continuations, generate) answers
+those requests and knows nothing about exams; compare.py pairs two runs; ppl.py is perplexity; stage.py is the recipe stage. One line per file:
 
     prompts.py         exam prompts exactly as each benchmark's official code writes them
     prompts_cla3.py    C-Eval prompts as Chinese-LLaMA-Alpaca-3's scripts wrote them (--prompt_style cla3)
@@ -22,5 +22,4 @@ ppl.py is perplexity; stage.py is the recipe stage. One line per file:
     qa_compare.py      two QA runs question by question
     ppl.py             `eval ppl`: held-out perplexity with a sliding window
     stage.py           the recipe's eval stage (tuned and starting model, compared)
-    backends/          scoring backends: hf, llamacpp, vllm
 """

@@ -71,7 +71,7 @@ def _raw_next_logits(backend: Any, ids: list[int]) -> Any:
 def answer_chunk(backend: Any, exam: Any, docs: list[Any], config: Any, repeat: int,
                  log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Predictions for some questions of one subject, in the old script's format and scoring."""
-    from subjectlm.eval.backends import BackendUnavailable
+    from subjectlm.backends import BackendUnavailable
 
     if not hasattr(backend, "model") or not hasattr(backend, "tokenizer"):
         raise BackendUnavailable("--prompt_style cla3 reads raw logits over the whole vocabulary (for the old "

@@ -30,6 +30,7 @@ from subjectlm.io import prepare_output, read_jsonl, write_json
 from subjectlm.models import DTYPE_CHOICES
 
 PREDICTIONS = "predictions.jsonl"
+EXAM_CONTEXT = 8192  # llama.cpp's context for exam prompts: room for 5-shot prompts of the longest subjects
 CHUNK = 128  # questions scored per call: the prefix is recomputed once per chunk, predictions flushed after it
 # Settings that must match for --resume to continue an earlier run.
 RESUME_KEYS = ("model", "data", "format", "split", "shots", "with_prompt", "cot", "limit", "scoring", "prompt_style")
@@ -114,7 +115,8 @@ def answer_chunk(backend, exam: SubjectExam, docs: list[P.ExamDoc], config: Exam
     style = P.style(fmt)
     shots = exam.dev if config.shots < 0 else exam.dev[: config.shots]
     if config.with_prompt:
-        texts = [backend.chat_prompt(P.chat_messages(style, exam.info.name, shots, d, config.cot)) for d in docs]
+        conversations = [P.chat_messages(style, exam.info.name, shots, d, config.cot) for d in docs]
+        texts = [backend.chat_prompt(c) for c in conversations]
     else:
         texts = [P.prompt(style, exam.info.name, shots, d, config.cot) for d in docs]
     # A chat template writes its own BOS; tokenizing it with special tokens would double it.
@@ -122,8 +124,13 @@ def answer_chunk(backend, exam: SubjectExam, docs: list[P.ExamDoc], config: Exam
     letters = P.LETTERS[: len(docs[0].options)]
     records = []
     if config.cot:
-        replies = backend.generate(texts, config.max_new_tokens, add_special_tokens=special)
-        for doc, reply in zip(docs, replies):
+        from subjectlm.backends import GenParams
+
+        # Greedy, through the backend's generation side; a conversation goes as messages, so the
+        # backend renders it with the template and adds no second BOS.
+        answers = backend.generate(conversations if config.with_prompt else texts,
+                                   GenParams(max_tokens=config.max_new_tokens))
+        for doc, reply in zip(docs, (a.text for a in answers)):
             pred = extract_choice(reply)
             records.append({"repeat": repeat, "subject": exam.info.handle, "id": doc.id, "prediction": pred,
                             "answer": doc.answer, "correct": None if doc.answer is None else pred == doc.answer,
@@ -185,7 +192,7 @@ def run_exam(config: ExamConfig, log: Callable[[str], None] = print, backend=Non
     """Answer the exam; return the summary (also written to output_dir/summary.json)."""
     from tqdm.auto import tqdm
 
-    from subjectlm.eval.backends import load_backend
+    from subjectlm.backends import open_backend
     from subjectlm.eval.exam_check import require_valid_exam
     from subjectlm.eval.report import summarize, write_report
 
@@ -209,8 +216,9 @@ def run_exam(config: ExamConfig, log: Callable[[str], None] = print, backend=Non
     if done:
         log(f"resuming: {len(done)} answers kept, {sum(len(d) for _, _, d in todo)} to go")
     if todo and backend is None:
-        backend = load_backend(config.backend, config.model, dtype=config.dtype, device=config.device,
-                               batch_size=config.batch_size, trust_remote_code=config.trust_remote_code)
+        backend = open_backend(config.model, config.backend, dtype=config.dtype, device=config.device,
+                               batch_size=config.batch_size, n_ctx=EXAM_CONTEXT,
+                               trust_remote_code=config.trust_remote_code)
     total = sum(len(docs) for _, _, docs in todo)
     with tqdm(total=total, desc="exam", unit="q", disable=total == 0) as bar, \
             open(out / PREDICTIONS, "a", encoding="utf-8") as sink:

@@ -1,0 +1,110 @@
+"""Pure token helpers for scoring, shared by every scorer (no torch: the GGUF path imports this).
+
+A scorer answers two kinds of request: the log-prob of each continuation's *first* token right
+after a prompt (letter mode), and the summed log-prob of each continuation's tokens after a
+context (cloze). Both need the same care at the boundary between prompt and continuation, which
+is tokenization and lives here; the forwards live in score_hf.py, score_llamacpp.py, score_vllm.py.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from subjectlm.backends.text import chat_text
+
+Encode = Callable[..., list[int]]  # encode(text, add_special_tokens) -> token ids
+
+
+def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
+    """Length of the token prefix shared by all sequences, leaving each at least one token of its own."""
+    if not seqs:
+        return 0
+    limit = min(len(s) for s in seqs) - 1
+    first = seqs[0]
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in seqs):
+        n += 1
+    return max(n, 0)
+
+
+def first_added_tokens(encode: Encode, tail: str, continuations: Sequence[str]) -> list[int]:
+    """For each continuation, the first token that tail+continuation adds to tail's tokens."""
+    context = encode(tail, add_special_tokens=False)
+    ids = []
+    for cont in continuations:
+        whole = encode(tail + cont, add_special_tokens=False)
+        if whole[: len(context)] == context and len(whole) > len(context):
+            ids.append(whole[len(context)])
+        else:  # the continuation merged into the prompt's last token: score it on its own
+            ids.append(encode(cont, add_special_tokens=False)[0])
+    return ids
+
+
+class ContinuationIds:
+    """The token each continuation starts with *in context*, cached per (prompt tail, continuations).
+
+    "A" alone may tokenize differently from "A" after "答案：" (SentencePiece adds a word-start
+    marker; some BPEs have distinct "A" and " A" tokens), so each continuation is found as the
+    first token that prompt+continuation adds to prompt. The last characters decide how the
+    letter tokenizes; the whole 3000-token prompt is not needed."""
+
+    def __init__(self, encode: Encode, distinct: bool = True):
+        self.encode, self.distinct = encode, distinct
+        self._cache: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+
+    def __call__(self, prompt: str, continuations: Sequence[str]) -> list[int]:
+        from subjectlm.backends import BackendUnavailable
+
+        tail = prompt[-64:]
+        key = (tail, tuple(continuations))
+        if key not in self._cache:
+            ids = first_added_tokens(self.encode, tail, continuations)
+            if self.distinct and len(set(ids)) != len(ids):
+                raise BackendUnavailable(f"continuations {list(continuations)} share a first token {ids}")
+            self._cache[key] = ids
+        return self._cache[key]
+
+
+def encode_pair(encode: Encode, context: str, continuation: str,
+                add_special_tokens: bool = True) -> tuple[list[int], list[int]]:
+    """Context tokens and continuation tokens, split as lm-eval splits them (`HFLM._encode_pair`):
+    whitespace at the end of the context moves to the front of the continuation, context and
+    context+continuation are tokenized apart, and the continuation is what the whole adds after
+    the context's token count (so a BPE merge across the boundary cannot shift the context)."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    context_ids = encode(context, add_special_tokens)
+    whole = encode(context + continuation, add_special_tokens)
+    return context_ids, whole[len(context_ids):]
+
+
+def encode_requests(encode: Encode, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                    add_special_tokens: bool = True) -> tuple[list[list[int]], list[list[list[int]]]]:
+    """Per context its tokens, and per option its continuation tokens."""
+    context_ids, option_ids = [], []
+    for context, options in zip(contexts, continuations):
+        pairs = [encode_pair(encode, context, option, add_special_tokens) for option in options]
+        context_ids.append(pairs[0][0] if pairs else encode(context, add_special_tokens))
+        option_ids.append([ids for _, ids in pairs])
+    return context_ids, option_ids
+
+
+class TokenizerText:
+    """Text to tokens through a transformers tokenizer: shared by the hf and vllm scorers."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.continuation_ids = ContinuationIds(self.encode)  # (prompt, continuations) -> first token ids
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        from subjectlm.backends import BackendUnavailable
+
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise BackendUnavailable("this model's tokenizer has no chat template: drop --with_prompt")
+        # Rendered to text (the template writes BOS itself if the model wants one); callers
+        # then tokenize it with add_special_tokens=False so BOS is not added a second time.
+        return chat_text(self.tokenizer, messages)
