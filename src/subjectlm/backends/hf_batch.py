@@ -131,10 +131,13 @@ class BatchedDecoder:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=backend.model.config)
         # transformers >= 5.x names the cache argument `cache` (`past_key_values` is deprecated there)
-        cache_arg = "cache" if "cache" in inspect.signature(backend.model.forward).parameters else "past_key_values"
+        accepted = inspect.signature(backend.model.forward).parameters
+        cache_arg = "cache" if "cache" in accepted else "past_key_values"
+        # the prefill needs the last position's logits only: no (rows x prompt x vocab) head product
+        last_only = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
         with torch.no_grad():
             logits = backend.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                   use_cache=True, **{cache_arg: cache}).logits[:, -1]
+                                   use_cache=True, **{cache_arg: cache}, **last_only).logits[:, -1]
             while rows:
                 tokens, keep = [], []
                 for i, request in enumerate(rows):
