@@ -35,7 +35,7 @@ chat template and stop handling the high-level API does for us). llama_cpp.serve
 request at a time (app.py: `llama_outer_lock`/`llama_inner_lock`), so the ratio compares HTTP layers
 and streaming over one engine, and should be about 1.
 
-Figures: README's benchmark table. Run: .venv/bin/python bench/serve_throughput.py [--rounds N]
+Figures: README's benchmark table. Run: .venv/bin/python bench/serve_throughput.py [--rounds N] [--pair both|hf|llamacpp]
 """
 
 from __future__ import annotations
@@ -234,6 +234,8 @@ def measure(name: str, command: list[str], rounds: int, results: dict) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="requests each client sends per configuration")
+    parser.add_argument("--pair", choices=("both", "hf", "llamacpp"), default="both",
+                        help="measure both pairs, or only hf batched/serial, or only llamacpp/llama_cpp.server")
     args = parser.parse_args()
     # SIGTERM (a timeout, make's Ctrl-C) unwinds like Ctrl-C, so every `finally` terminates its server
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -247,6 +249,8 @@ def main() -> int:
         gguf = None
     results: dict[tuple[str, int], dict] = {}
     for name, command in server_commands(gguf, baseline=not gone).items():
+        if args.pair != "both" and name.startswith("hf") != (args.pair == "hf"):
+            continue
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
         measure(name, command, args.rounds, results)
     print(table(results))
