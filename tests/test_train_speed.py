@@ -7,7 +7,7 @@ import torch
 
 from subjectlm.train import checkpointing
 from subjectlm.train.checkpointing import checkpoint_kwargs
-from subjectlm.train.speed import fuse_lora, fused_lora_linear
+from subjectlm.train.speed import fuse_lora, fused_lora_linear, keep_mask
 
 
 def _lora_model(model_dir, dropout: float, fused: bool, checkpoint: str | None = None):
@@ -57,8 +57,19 @@ def test_fused_lora_in_eval_mode_has_no_dropout(tiny_llama_dir):
 def _with_mask(x, weight, bias, a, b, scaling, p, seed):
     """The plain formula with the mask fused_lora_linear draws from the same seed."""
     torch.manual_seed(seed)
-    keep = torch.empty_like(x.reshape(-1, x.shape[-1]), dtype=torch.bool).bernoulli_(1 - p).reshape(x.shape)
-    return x @ weight.t() + bias + scaling * ((x * keep / (1 - p)) @ a.t()) @ b.t(), keep
+    keep, kept = keep_mask(x.reshape(-1, x.shape[-1]).shape, p, x.device)
+    keep = keep.reshape(x.shape)
+    return x @ weight.t() + bias + scaling * ((x * keep / kept) @ a.t()) @ b.t(), keep
+
+
+def test_keep_mask_keeps_one_minus_p():
+    torch.manual_seed(0)
+    keep, kept = keep_mask(torch.Size([1000, 1000]), 0.05, torch.device("cpu"))
+    assert keep.dtype == torch.bool and keep.shape == (1000, 1000)
+    assert kept == pytest.approx(0.95, abs=1 / 65536)
+    assert keep.float().mean().item() == pytest.approx(kept, abs=0.002)  # 1e6 draws: sd 0.0002
+    rows = keep.float().mean(1)
+    assert rows.std().item() == pytest.approx((kept * (1 - kept) / 1000) ** 0.5, rel=0.2)  # independent draws
 
 
 def test_fused_lora_with_dropout_gives_the_plain_formulas_gradients():

@@ -36,6 +36,7 @@ class TrainConfig:
     lora_rank: int = option(8, help="LoRA rank r")
     lora_alpha: float = option(32.0, help="LoRA alpha (scale = alpha / r)")
     lora_dropout: float = option(0.05, help="dropout on the LoRA input")
+    fused_lora: bool = option(True, help="each LoRA projection as one fused op (train/speed.py): same math, less time; false: peft's own forward")
     lora_trainable: list[str] = option(["all-linear"], help="modules that get LoRA: names (q_proj,v_proj,...) or all-linear",
                                        aliases=("--trainable",))
     modules_to_save: list[str] = option([], help="modules trained in full and saved with the adapter, e.g. embed_tokens,lm_head")

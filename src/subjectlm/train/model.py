@@ -15,6 +15,7 @@ from subjectlm.config import ConfigError
 from subjectlm.models import torch_dtype
 from subjectlm.train.config import TrainConfig
 from subjectlm.train.packing import register_varlen
+from subjectlm.train.speed import fuse_lora
 
 
 def load_tokenizer_for(config: TrainConfig) -> Any:
@@ -43,7 +44,10 @@ def load_model_for_training(config: TrainConfig, tokenizer: Any, packed: bool) -
                   "to train the new rows", flush=True)
     if config.full_finetuning:
         return model
-    return _with_lora(config, model)
+    model = _with_lora(config, model)
+    if config.fused_lora:
+        fuse_lora(model)  # train/speed.py
+    return model
 
 
 def _quantization(config: TrainConfig) -> dict[str, Any]:
