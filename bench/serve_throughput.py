@@ -33,7 +33,10 @@ every token in seq_id 0 (_internals.py); `generate` tracks one `n_tokens`/`input
 over the low-level llama_batch/llama_decode API (per-sequence positions, KV cache and samplers, plus the
 chat template and stop handling the high-level API does for us). llama_cpp.server itself serves one
 request at a time (app.py: `llama_outer_lock`/`llama_inner_lock`), so the ratio compares HTTP layers
-and streaming over one engine, and should be about 1.
+and streaming over one engine, and should be about 1. It was not on the first (noisy, load 5-9) runs:
+0.17 and 0.10, ours ~20 s per 32-token answer at 1 client against ~1-2 s. In one process on the same
+machine `LlamaCppBackend.stream` took as long as a plain `create_chat_completion` (3.2 vs 2.7 s), and a
+fresh thread per generation made no difference, so the gap sits in our serving path; not yet found.
 
 Figures: README's benchmark table. Run: .venv/bin/python bench/serve_throughput.py [--rounds N] [--pair both|hf|llamacpp]
 """
