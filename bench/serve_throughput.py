@@ -35,8 +35,9 @@ chat template and stop handling the high-level API does for us). llama_cpp.serve
 request at a time (app.py: `llama_outer_lock`/`llama_inner_lock`), so the ratio compares HTTP layers
 and streaming over one engine, and should be about 1. It was not on the first (noisy, load 5-9) runs:
 0.17 and 0.10, ours ~20 s per 32-token answer at 1 client against ~1-2 s. In one process on the same
-machine `LlamaCppBackend.stream` took as long as a plain `create_chat_completion` (3.2 vs 2.7 s), and a
-fresh thread per generation made no difference, so the gap sits in our serving path; not yet found.
+machine `LlamaCppBackend.stream` took as long as a plain `create_chat_completion` (3.2 vs 2.7 s), a
+fresh thread per generation made no difference, and three curl requests minutes later took 16.9, 25.6,
+4.1 s on ours and 8.2, 9.5, 8.2 s on llama_cpp.server: within that machine's noise. A quiet rerun decides.
 
 Figures: README's benchmark table. Run: .venv/bin/python bench/serve_throughput.py [--rounds N] [--pair both|hf|llamacpp]
 """
