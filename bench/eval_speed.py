@@ -35,6 +35,23 @@ cloze_speedup_vs_lmeval=6.53 agreement_acc=1.000 agreement_acc_norm=1.000 agreem
 max_abs_ll_diff=1.25e-03 rss_ratio_vs_lmeval=0.14. The full default cloze run (266 questions) is still to be measured.
 Without lm-eval installed the script says so, prints our side only and exits 2.
 
+Where our letter-mode time goes (profiled 2026-12-01, `eval exam` on logic, computer_network, law,
+65 questions, fp32, 2 threads, on a shared machine at load ~6, so absolute seconds are ~2.5x inflated;
+the shares are what counts): 95% is the model's forwards, of which the per-question forwards are 87%
+and the three subjects' prefix forwards 13%; inside them the linear layers ~43%, attention (the
+queries against the batch-1 prefix, and each question's own causal part) ~35%, rotary embedding, RMS
+norms and the log-sum-exp merge ~20% (elementwise, memory-bound), the rest Python. Model and tokenizer
+load (transformers' import included, since the clock starts before the load) ~4%, tokenization 0.1%,
+report and chart 0.5%. Counted in tokens on the default 10 subjects: lm-eval runs 333k prompt
+tokens; we run 10.2k prefix tokens once and 53.3k question tokens, which right-padded in batches of 8
+became 68.1k (28% padding). So the ratio is bounded by tokens (333k / 63.5k = 5.2x, more where
+attention over the long prompts dominates lm-eval's side) unless the per-token cost falls: packing a
+batch's questions end to end in one row (`HFScorer.packed`, shared_prefix.PackedRows) removes the
+padding; A/B in one process on computer_network, high_school_geography, basic_medicine, law (81
+questions, two alternating rounds, load 3.5-7): CPU time 189.5 s -> 166.4 s per round (1.14x), wall
+218 s -> 210 s, the same 81 predictions, log-probs within 1.5e-5. What is left is compute on real tokens: the question tokens' matmuls and their attention to
+the prefix; only bf16 (not used here: the baseline is fp32) or fewer threads' contention would move it.
+
 Measured 2026-11-28 on the quiet 2-core CPU machine, the default 266 questions: ours 163.5 s (1.6 GB peak),
 lm-eval 910.5 s (14.0 GB); 266/266 contexts byte-identical; last line
 eval_speedup_vs_lmeval=5.57 agreement=1.000 accuracy=0.241 rss_ratio_vs_lmeval=0.11.
@@ -43,7 +60,6 @@ eval_speedup_vs_lmeval=5.57 agreement=1.000 accuracy=0.241 rss_ratio_vs_lmeval=0
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import resource
@@ -52,6 +68,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import baselines
 
 REPO = Path(__file__).resolve().parents[1]
 CEVAL = REPO.parent / "shared" / "ceval-exam"
@@ -262,10 +280,10 @@ def main() -> int:
     if not Path(args.data).is_dir():
         print(f"C-Eval data not found at {args.data}", file=sys.stderr)
         return 2
-    has_lmeval = importlib.util.find_spec("lm_eval") is not None
+    absent = baselines.missing("lm_eval")
+    has_lmeval = absent is None
     if not has_lmeval:
-        print("lm-eval is not installed, so there is no baseline: pip install lm-eval==0.4.13 "
-              "(or pip install 'subjectlm[bench]'). Running our side only.", file=sys.stderr, flush=True)
+        print(f"{absent}. Running our side only.", flush=True)
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="eval_speed-")
     status = 0
     if args.scoring in ("letter", "both"):
@@ -275,7 +293,7 @@ def main() -> int:
         ours = run_child("ours_cloze", args)
         status |= report_cloze(args, ours, run_child("lmeval_cloze", args) if has_lmeval else None)
     if not has_lmeval:
-        print("lm-eval missing: no speed ratio or agreement measured (pip install lm-eval==0.4.13)")
+        print(f"{absent}: no speed ratio or agreement measured")
         return 2
     return status
 

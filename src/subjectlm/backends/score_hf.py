@@ -24,7 +24,7 @@ import inspect
 from typing import Sequence
 
 from subjectlm.backends.score_tokens import TokenizerText, common_prefix_length, encode_requests
-from subjectlm.backends.shared_prefix import plain_cache_layers, prefix_key_values, register_shared_prefix
+from subjectlm.backends.shared_prefix import PackedRows, plain_cache_layers, prefix_key_values, register_shared_prefix
 
 
 def _expand(prefix_cache, n: int):
@@ -74,6 +74,7 @@ class HFScorer(TokenizerText):
         # Batches attend to one batch-1 copy of the prefix (see shared_prefix.py) where the model allows it.
         # Without prefix_kv the registered attention is plain SDPA, so generation is unchanged.
         self.shared_prefix = prefix_reuse and _shared_prefix_ok(self.model)
+        self.packed = True  # letter mode on the shared path: a batch's questions packed in one row, no padding
         if self.shared_prefix:
             self.model.set_attn_implementation(register_shared_prefix())
         pad = self.tokenizer.pad_token_id
@@ -112,7 +113,11 @@ class HFScorer(TokenizerText):
                     if cache is None:
                         expanded.clear()  # one expanded copy at a time: peak memory
                         cache = expanded[len(batch)] = _expand(prefix_cache, len(batch))
-                rows = self._forward_batch([seqs[i][prefix_len:] for i in batch], prefix_len, cache, shared)
+                suffixes = [seqs[i][prefix_len:] for i in batch]
+                if shared is not None and self.packed:
+                    rows = self._forward_packed(suffixes, prefix_len, shared)
+                else:
+                    rows = self._forward_batch(suffixes, prefix_len, cache, shared)
                 if cache is not None and not _truncate(cache, prefix_len):
                     expanded.clear()  # a cache kind we cannot cut back: expand afresh for each batch
                 for i, row in zip(batch, rows):
@@ -138,6 +143,25 @@ class HFScorer(TokenizerText):
 
         context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens)
         return continuation_logprobs(self, context_ids, option_ids)
+
+    def _forward_packed(self, suffixes: list[Sequence[int]], prefix_len: int, shared):
+        """Log-probs after each suffix, the suffixes packed end to end in one row (no padding tokens, so no
+        wasted matmul rows); each restarts its positions at prefix_len and attends to the shared prefix
+        and to its own span only (shared_prefix.PackedRows)."""
+        import torch
+
+        lengths = [len(s) for s in suffixes]
+        ends = torch.tensor(lengths).cumsum(0)
+        bounds = [(int(e) - n, int(e)) for e, n in zip(ends, lengths)]
+        input_ids = torch.tensor([[t for s in suffixes for t in s]])
+        positions = torch.cat([torch.arange(prefix_len, prefix_len + n) for n in lengths]).unsqueeze(0)
+        kwargs = dict(input_ids=input_ids.to(self.device), position_ids=positions.to(self.device), use_cache=False,
+                      prefix_kv=shared, packed=PackedRows(bounds))
+        try:  # only each suffix's last position is projected onto the vocabulary
+            logits = self.model(**kwargs, logits_to_keep=(ends - 1).to(self.device)).logits[0]
+        except TypeError:  # a model class without logits_to_keep
+            logits = self.model(**kwargs).logits[0, (ends - 1).to(self.device)]
+        return torch.log_softmax(logits.float(), dim=-1)
 
     def _forward_batch(self, suffixes: list[Sequence[int]], prefix_len: int, cache, shared=None):
         """Log-probs after each suffix; `cache` (already of this batch size) holds the prefix and grows,

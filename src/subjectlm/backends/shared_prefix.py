@@ -10,7 +10,9 @@ both parts. The result is the same attention, so log-probs equal the full prompt
 within 1e-4). On CPU both parts run in SDPA's fused flash kernel, which also returns the log-sum-exp.
 
 Questions are right-padded: padding sits after every real token of its row, so causal attention
-alone keeps it invisible to the positions we read; no mask is needed.
+alone keeps it invisible to the positions we read; no mask is needed. Or packed (`PackedRows`, letter
+mode): a batch's questions end to end in one row of batch 1 with no padding at all, each question's
+own part causal over its own span; the prefix part is unchanged (every query sees the whole prefix).
 
 A second level, for cloze scoring (`question_kv`): the rows are a question's options, and each row
 also attends to its own question's tokens, computed once per question (a batch of questions whose
@@ -39,16 +41,26 @@ class QuestionKV:
     rows: torch.Tensor
     lengths: torch.Tensor
 
+
+@dataclass
+class PackedRows:
+    """Rows packed end to end into one sequence (batch 1, no padding): `bounds` holds each row's
+    (start, end) in it. Each row's own tokens attend causally to that row's tokens only."""
+
+    bounds: list[tuple[int, int]]
+
+
 SHARED_PREFIX = "subjectlm_shared_prefix"
 
 
 def shared_prefix_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                             attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                             prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
-                            question_kv: QuestionKV | None = None,
+                            question_kv: QuestionKV | None = None, packed: PackedRows | None = None,
                             **kwargs: Any) -> tuple[torch.Tensor, None]:
     """query [B, H, S, D], key/value [B, Hkv, S, D]; prefix_kv[layer] = keys, values [1, Hkv, P, D];
-    question_kv optional (see QuestionKV). Returns [B, S, H, D]."""
+    question_kv optional (see QuestionKV); packed: B is 1 and holds several rows (see PackedRows).
+    Returns [B, S, H, D]."""
     if prefix_kv is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
@@ -68,7 +80,12 @@ def shared_prefix_attention(module: torch.nn.Module, query: torch.Tensor, key: t
     # Own part: causal over the row's own tokens (short), key heads repeated to the query heads.
     own_keys = key.repeat_interleave(g, dim=1) if g > 1 else key
     own_values = value.repeat_interleave(g, dim=1) if g > 1 else value
-    out_own, lse_own = _attention_with_lse(query, own_keys, own_values, True, scale)
+    if packed is None:
+        out_own, lse_own = _attention_with_lse(query, own_keys, own_values, True, scale)
+    else:  # each packed row is causal over its own span; the spans are short, one kernel call each
+        spans = [_attention_with_lse(query[:, :, a:e], own_keys[:, :, a:e], own_values[:, :, a:e], True, scale)
+                 for a, e in packed.bounds]
+        out_own, lse_own = torch.cat([o for o, _ in spans], 2), torch.cat([lse for _, lse in spans], 2)
     parts = [(out_prefix, lse_prefix), (out_own, lse_own)]
     if question_kv is not None:
         parts.append(_question_part(query, question_kv, module.layer_idx, scale))
