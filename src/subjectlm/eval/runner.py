@@ -21,7 +21,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from subjectlm.config import ConfigError, option, to_dict
+from subjectlm.backends import BACKENDS
+from subjectlm.config import ConfigError, check_options, option, to_dict
 from subjectlm.eval import cla3, legacy_outputs, prompts as P
 from subjectlm.eval.cloze import CLOZE_MODES, LETTER, SCORING, primary_mode, score_cloze, scoring_modes
 from subjectlm.eval.exams import SubjectExam, read_exam
@@ -43,8 +44,8 @@ class ExamConfig:
                         aliases=("--model_path", "--model_name_or_path"))
     data: str = option("", help="exam directory (C-Eval, CMMLU or MMLU layout); none: ./data with "
                        "./subject_mapping.json, the old scripts' layout", aliases=("--data_dir",))
-    format: str = option("auto", help="exam layout: auto, ceval, cmmlu or mmlu")
-    split: str = option("val", help="split to answer: val, test or dev (test writes submission.json)")
+    format: str = option("auto", help="exam layout", choices=("auto", "ceval", "cmmlu", "mmlu"))
+    split: str = option("val", help="split to answer (test writes submission.json)", choices=("val", "test", "dev"))
     subjects: list[str] = option([], help="subjects to run (default: all in the split), e.g. logic,law")
     shots: int = option(5, help="few-shot examples: the first N rows of each subject's dev split (-1: all)",
                         aliases=("--ntrain", "-k"))
@@ -53,16 +54,17 @@ class ExamConfig:
     scoring: str = option("letter", choices=tuple(SCORING),
                           help="letter (the official next-token letter), cloze (each option's text scored as "
                                "the continuation: acc, acc_norm, acc_bytes, acc_pmi) or both")
-    n_times: int = option(1, help="repeat the exam K times; report mean and std")
-    batch_size: int = option(8, help="questions per forward pass")
+    n_times: int = option(1, help="repeat the exam K times; report mean and std", min=1)
+    batch_size: int = option(8, help="questions per forward pass", min=1)
     output_dir: str = option("runs/eval", help="where predictions, summary and report go")
     resume: bool = option(False, help="continue an interrupted run in output_dir, skipping answered questions")
     overwrite: bool = option(False, help="replace an existing output_dir")
-    backend: str = option("auto", help="auto, hf (transformers), llamacpp (.gguf) or vllm (GPU)")
+    backend: str = option("auto", help="hf (transformers), llamacpp (.gguf), vllm (GPU); auto: by the model's file",
+                         choices=BACKENDS)
     dtype: str = option("auto", help="weights dtype", choices=DTYPE_CHOICES)
     device: str | None = option(None, help="cpu, cuda, ... (default: cuda if available)")
-    max_new_tokens: int = option(256, help="generation length in --cot mode")
-    limit: int | None = option(None, help="answer only the first N questions per subject (quick checks)")
+    max_new_tokens: int = option(256, help="generation length in --cot mode", min=1)
+    limit: int | None = option(None, help="answer only the first N questions per subject (quick checks)", min=1)
     trust_remote_code: bool = option(False, help="allow model code from the model directory")
     # --- Chinese-LLaMA-Alpaca-3 scripts/ceval/eval.py's flags, with their meaning there (eval/legacy_outputs.py)
     few_shot: bool = option(True, help="false: zero-shot, whatever --shots/--ntrain say (the old --few_shot)")
@@ -77,22 +79,12 @@ class ExamConfig:
     use_flash_attention_2: bool | None = option(None, help="accepted from the old eval.py; changes nothing here")
 
     def __post_init__(self):
-        if self.format not in ("auto", "ceval", "cmmlu", "mmlu"):
-            raise ConfigError(f"format: {self.format!r} is not one of auto, ceval, cmmlu, mmlu")
-        if self.split not in ("dev", "val", "test"):
-            raise ConfigError(f"split: {self.split!r} is not one of dev, val, test")
-        for name in ("n_times", "batch_size", "max_new_tokens"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}: must be at least 1, got {getattr(self, name)}")
+        check_options(self)  # choices and min of every field; the cross-field checks follow
         if self.shots < -1:
             raise ConfigError(f"shots: must be 0 or more (-1: every dev row), got {self.shots}")
         legacy_outputs.resolve_config(self)
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit: must be at least 1, got {self.limit}")
         if self.resume and self.overwrite:
             raise ConfigError("resume and overwrite: give one or the other")
-        if self.scoring not in SCORING:
-            raise ConfigError(f"scoring: {self.scoring!r} is not one of {', '.join(SCORING)}")
         if self.cot and self.scoring != "letter":
             raise ConfigError("scoring: --cot generates an answer and reads its letter; it needs --scoring letter")
         if self.prompt_style == "cla3" and self.scoring != "letter":
