@@ -13,4 +13,5 @@
     packing.py        padding-free packed batches, attention kept inside each example
     loss.py           cross-entropy at label positions without holding their whole logits
     checkpointing.py  selective activation checkpointing
+    speed.py          a LoRA projection as one autograd node (base matmul + rank-r product in one addmm)
 """
