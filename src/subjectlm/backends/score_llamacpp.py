@@ -85,15 +85,19 @@ class LlamaCppScorer:
             self.llm.eval(seqs[0][:prefix_len])
         return prefix_len
 
+    def _eval_after_prefix(self, seq: Sequence[int], prefix_len: int):
+        """Decode one question's tokens after the shared prefix; its last position's log-probs."""
+        self.llm.n_tokens = prefix_len  # the next eval drops the previous question's cells
+        self.llm.eval(seq[prefix_len:])
+        return self._last_logprobs()
+
     def score_next(self, prompts: Sequence[str], continuations: Sequence[str],
                    add_special_tokens: bool = True) -> list[list[float]]:
         seqs = [self.encode(p, add_special_tokens) for p in prompts]
         prefix_len = self._eval_shared_prefix(seqs)
         out = []
         for text, seq in zip(prompts, seqs):
-            self.llm.n_tokens = prefix_len  # the next eval drops the previous question's cells
-            self.llm.eval(seq[prefix_len:])
-            logprobs = self._last_logprobs()
+            logprobs = self._eval_after_prefix(seq, prefix_len)
             out.append([float(logprobs[i]) for i in self.continuation_ids(text, continuations)])
         return out
 
@@ -115,9 +119,7 @@ class LlamaCppScorer:
         prefix_len = self._eval_shared_prefix(context_ids)
         out = []
         for context, options in zip(context_ids, option_ids):
-            self.llm.n_tokens = prefix_len  # the next eval drops the previous question's cells
-            self.llm.eval(context[prefix_len:])
-            first = self._last_logprobs()
+            first = self._eval_after_prefix(context, prefix_len)
             row = []
             for tokens in options:
                 if not tokens:  # no tokens of its own: cannot be chosen (as in the hf backend)
