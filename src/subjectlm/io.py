@@ -42,8 +42,7 @@ class JsonlError(UserError, ValueError):
 # ---- output directory policy
 
 
-def prepare_output(path: str | Path, overwrite: bool = False, resume: bool | None = None,
-                   flag: str = "--overwrite") -> bool:
+def prepare_output(path: str | Path, overwrite: bool = False, resume: bool | None = None) -> bool:
     """Check an output path against --overwrite/--resume; True when it already holds an output.
 
     A missing or empty path is always fine. An existing one needs `overwrite` (the caller replaces
@@ -53,16 +52,16 @@ def prepare_output(path: str | Path, overwrite: bool = False, resume: bool | Non
     path = Path(path)
     exists = path.exists() and (path.is_file() or any(path.iterdir()))
     if overwrite and resume:
-        raise ConfigError(f"{flag} and --resume: give one or the other")
+        raise ConfigError("--overwrite and --resume: give one or the other")
     if exists and not (overwrite or resume):
-        how = f"pass {flag} to replace it" + (" or --resume to continue it" if resume is not None else "")
+        how = "pass --overwrite to replace it" + (" or --resume to continue it" if resume is not None else "")
         raise OutputExistsError(f"{path} already exists; {how}")
     return exists
 
 
-def check_output_dir(path: str | Path, overwrite: bool, flag: str = "--overwrite") -> Path:
+def check_output_dir(path: str | Path, overwrite: bool) -> Path:
     """Refuse to clobber an existing non-empty output unless told to (`prepare_output` without resume)."""
-    prepare_output(path, overwrite, flag=flag)
+    prepare_output(path, overwrite)
     return Path(path)
 
 
@@ -135,10 +134,10 @@ def _last_byte(path: Path) -> bytes:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: str | Path, overwrite: bool = False, flag: str = "--overwrite") -> Iterator[Path]:
+def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that becomes `final` only if the block finishes."""
     final = Path(final)
-    check_output_dir(final, overwrite, flag)
+    check_output_dir(final, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:
