@@ -6,7 +6,7 @@ sum. `fused_lora_linear` computes the same thing with the LoRA product added ont
 output by one `addmm` (alpha = scaling), and a hand-written backward that knows the base weight
 is frozen: grad_x = g @ W + scaling * ((g @ B) @ A) * mask / (1 - p), grad_B = scaling * g.T @ u,
 grad_A = scaling * (g @ B).T @ dropout(x), with u = dropout(x) @ A.T. The dropout mask is one byte
-per element instead of a float copy of x, its 1 / (1 - p) is folded into the rank-r side (addmm's
+per element (uint8) instead of a float copy of x, its 1 / (1 - p) is folded into the rank-r side (addmm's
 alpha) rather than a pass over [T, in], and it is drawn four elements per 64-bit random number
 (`keep_mask`; torch's bernoulli_ draws one per element and was 8% of a step, more than the o_proj
 matmul): p is then exact to 1/65536 (0.05 stays 0.05000). Without dropout the numerics are peft's up to
@@ -30,13 +30,15 @@ KEEP_LEVELS = 1 << 16  # the dropout mask is drawn as 16-bit uniforms: p is roun
 
 
 def keep_mask(shape: torch.Size, p: float, device: torch.device) -> tuple[torch.Tensor, float]:
-    """A bool mask keeping each element with probability 1 - p (p rounded to 1/65536), and that probability.
-    Four 16-bit uniforms come from each 64-bit random draw: a third of bernoulli_'s time on CPU."""
+    """A 0/1 uint8 mask keeping each element with probability 1 - p (p rounded to 1/65536), and that
+    probability. Four 16-bit uniforms come from each 64-bit random draw: a third of bernoulli_'s time on CPU.
+    uint8, not bool: `x * mask` then casts in the multiply's inner loop, where a bool mask is first
+    copied whole to x's dtype (4x the time of the multiply, four times per projection and step)."""
     n = shape.numel()
     drop_levels = round(p * KEEP_LEVELS)
     bits = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=device)
     keep = bits.view(torch.int16)[:n] >= drop_levels - KEEP_LEVELS // 2
-    return keep.view(shape), 1 - drop_levels / KEEP_LEVELS
+    return keep.view(torch.uint8).view(shape), 1 - drop_levels / KEEP_LEVELS
 
 
 class _LoraLinear(torch.autograd.Function):
