@@ -22,7 +22,10 @@ import torch
 
 from subjectlm.train.tokenize import IGNORE
 
-CHUNK_ELEMENTS = 4 * 1024 * 1024  # logits per chunk (16 MB in fp32): below glibc's mmap ceiling, reused in place
+# Logits per chunk: 30 MiB in fp32, just below glibc's 32 MiB mmap ceiling, so the chunk's memory is reused in
+# place rather than mapped afresh each time; at SmolLM2's 49,152-token vocabulary that is 160 rows, whose head
+# matmuls ran ~15% faster than 85 rows' (16 MiB) in a side-by-side run of 750 label rows.
+CHUNK_ELEMENTS = 30 * 1024 * 1024 // 4
 
 
 class _ChunkedCrossEntropy(torch.autograd.Function):
