@@ -105,3 +105,43 @@ def test_sliding_window_models_are_not_batched(tiny_llama_dir):
     sliding = MistralConfig(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                             num_attention_heads=4, num_key_value_heads=2, sliding_window=16)
     assert not supports_batching(AutoModelForCausalLM.from_config(sliding))
+
+
+def test_a_request_arriving_mid_batch_joins_it_and_finishes_first(serial, batched, monkeypatch):
+    """Continuous batching: a short request sent while a long one decodes joins the running batch (it
+    does not wait for the long one to end), and both answers are the serial ones, token for token."""
+    long_params, short_params = GenParams(max_tokens=60), GenParams(max_tokens=6)
+    want_long = _answer(serial, PROMPTS[0], long_params)
+    want_short = _answer(serial, PROMPTS[2], short_params)
+    assert want_long[2] == 60  # the tiny model does not stop early: the long row is still running
+    forward = batched.model.forward
+
+    def slow_forward(*args, **kwargs):  # a few ms per step, so the long answer takes longer than a join
+        time.sleep(0.01)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(batched.model, "forward", slow_forward)
+    before = batched.decoder.largest_batch
+    batched.decoder.largest_batch = 0
+    done: dict[str, float] = {}
+    results: dict[str, tuple] = {}
+    started = threading.Event()
+
+    def run(name, prompt, params):
+        pieces = []
+        for piece in batched.stream(prompt, params, threading.Event()):
+            pieces.append(piece)
+            started.set()
+        done[name] = time.monotonic()
+        results[name] = ("".join(p.text for p in pieces), pieces[-1].finish_reason, pieces[-1].completion_tokens)
+
+    long_thread = threading.Thread(target=run, args=("long", PROMPTS[0], long_params))
+    long_thread.start()
+    assert started.wait(60)
+    time.sleep(0.05)  # a few decode steps in
+    run("short", PROMPTS[2], short_params)
+    long_thread.join(timeout=120)
+    assert results["short"] == want_short and results["long"] == want_long
+    assert done["short"] < done["long"]
+    assert batched.decoder.largest_batch == 2
+    batched.decoder.largest_batch = max(before, 2)

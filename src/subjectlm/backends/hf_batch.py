@@ -4,9 +4,11 @@ The decoder takes all requests that are waiting (up to `max_batch`), prefills th
 left-padded batch and then decodes step by step over one KV cache. Each row keeps its own
 sampling (temperature, top-p, seed: sampling.draw), stop strings, token limit and cancel
 event; a row that ends (end-of-turn token, limit, stop string, cancel) leaves the batch at
-once (its cache rows are dropped) and the others go on. Requests that arrive while a batch
-runs wait for the next one: simple, and at 16 clients it is what turns 16 batch-1 decodes
-into one batch-16 decode.
+once (its cache rows are dropped) and the others go on. A request that arrives while a batch
+runs joins it between two decode steps (continuous batching): its prompt is prefilled on its
+own, its cache rows are appended to the running cache (left-padded to a common length, the
+padding masked), and from the next step it decodes with the others. So a long answer never
+holds a short one back, and at 16 clients 16 batch-1 decodes become one batch-16 decode.
 
 Greedy answers equal batch-1 answers token for token as long as the model's arithmetic does
 not depend on the padding (tests/test_backends_batch.py checks it on a tiny Llama).
@@ -118,7 +120,22 @@ class BatchedDecoder:
             request.out.put(Piece(ready))
         return hit
 
-    def _decode(self, rows: list[_Request]) -> None:
+    def _waiting(self, room: int) -> list[_Request]:
+        """Up to `room` queued requests, without waiting; cancelled ones are answered and left out."""
+        taken: list[_Request] = []
+        while len(taken) < room:
+            try:
+                request = self.pending.get_nowait()
+            except queue.Empty:
+                break
+            if request.cancel.is_set():
+                request.out.put(Piece("", "cancelled", len(request.ids), 0))
+            else:
+                taken.append(request)
+        return taken
+
+    def _prefill(self, rows: list[_Request]):
+        """The rows' prompts as one left-padded batch: last-position logits, cache, mask, each row's last position."""
         import torch
         from transformers import DynamicCache
 
@@ -130,14 +147,27 @@ class BatchedDecoder:
         mask = torch.tensor([[0] * (width - len(r.ids)) + [1] * len(r.ids) for r in rows], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=backend.model.config)
-        # transformers >= 5.x names the cache argument `cache` (`past_key_values` is deprecated there)
-        accepted = inspect.signature(backend.model.forward).parameters
-        cache_arg = "cache" if "cache" in accepted else "past_key_values"
         # the prefill needs the last position's logits only: no (rows x prompt x vocab) head product
-        last_only = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
+        last_only = {"logits_to_keep": 1} if "logits_to_keep" in self._accepted else {}
+        logits = backend.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                               **{self._cache_arg: cache}, **last_only).logits[:, -1]
+        return logits, cache, mask, positions[:, -1:]
+
+    def _decode(self, rows: list[_Request]) -> None:
+        """Decode `rows` step by step; requests queued meanwhile join the batch between two steps (their
+        prompts prefilled as a batch of their own, then their cache rows appended to the running cache).
+        Joiners are appended to `rows` itself, so that the caller can tell them of an error."""
+        import torch
+
+        backend, device = self.backend, self.backend.device
+        accepted = inspect.signature(backend.model.forward).parameters
+        self._accepted = accepted
+        # transformers >= 5.x names the cache argument `cache` (`past_key_values` is deprecated there)
+        self._cache_arg = "cache" if "cache" in accepted else "past_key_values"
+        everyone = rows
         with torch.no_grad():
-            logits = backend.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                   use_cache=True, **{cache_arg: cache}, **last_only).logits[:, -1]
+            logits, cache, mask, positions = self._prefill(rows)
+            rows = list(rows)
             while rows:
                 tokens, keep = [], []
                 for i, request in enumerate(rows):
@@ -158,15 +188,50 @@ class BatchedDecoder:
                         continue
                     tokens.append(token)
                     keep.append(i)
-                if not keep:
-                    return
-                if len(keep) < len(rows):
-                    index = torch.tensor(keep, device=device)
-                    cache.batch_select_indices(index)
-                    mask, positions = mask[index], positions[index]
-                    rows = [rows[i] for i in keep]
-                mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype, device=device)], dim=1)
-                positions = positions[:, -1:] + 1
-                logits = backend.model(input_ids=torch.tensor([[t] for t in tokens], device=device),
-                                       attention_mask=mask, position_ids=positions, use_cache=True,
-                                       **{cache_arg: cache}).logits[:, -1]
+                if keep:
+                    if len(keep) < len(rows):
+                        index = torch.tensor(keep, device=device)
+                        cache.batch_select_indices(index)
+                        mask, positions = mask[index], positions[index]
+                        rows = [rows[i] for i in keep]
+                    mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype, device=device)], dim=1)
+                    positions = positions + 1
+                    logits = backend.model(input_ids=torch.tensor([[t] for t in tokens], device=device),
+                                           attention_mask=mask, position_ids=positions, use_cache=True,
+                                           **{self._cache_arg: cache}).logits[:, -1]
+                else:
+                    rows = []
+                joiners = self._waiting(self.max_batch - len(rows))
+                if not joiners:
+                    continue
+                everyone.extend(joiners)
+                new_logits, new_cache, new_mask, new_positions = self._prefill(joiners)
+                if rows:
+                    mask = _join_caches(cache, mask, new_cache, new_mask)
+                    logits = torch.cat([logits, new_logits])
+                    positions = torch.cat([positions, new_positions])
+                else:  # the batch had emptied: the joiners are the new batch
+                    logits, cache, mask, positions = new_logits, new_cache, new_mask, new_positions
+                rows += joiners
+                self.largest_batch = max(self.largest_batch, len(rows))
+
+
+def _join_caches(cache, mask, new_cache, new_mask):
+    """Append `new_cache`'s rows to `cache` (in place), both left-padded to the longer; returns the joint mask.
+    A padded position is masked out, so the rows attend to exactly what they did before."""
+    import torch
+
+    width = max(mask.shape[1], new_mask.shape[1])
+
+    def left_pad(tensor, dim, to):
+        gap = to - tensor.shape[dim]
+        if gap == 0:
+            return tensor
+        shape = list(tensor.shape)
+        shape[dim] = gap
+        return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+    for layer, new_layer in zip(cache.layers, new_cache.layers):
+        layer.keys = torch.cat([left_pad(layer.keys, 2, width), left_pad(new_layer.keys, 2, width)])
+        layer.values = torch.cat([left_pad(layer.values, 2, width), left_pad(new_layer.values, 2, width)])
+    return torch.cat([left_pad(mask, 1, width), left_pad(new_mask, 1, width)])
