@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from pathlib import Path
@@ -157,7 +158,8 @@ class ProgressBar(TrainerCallback):
     def _postfix(self, refresh: bool) -> None:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rate = (self.trainer.trained_tokens - self.tokens0) * world / max(time.time() - self.start, 1e-9)
-        self.bar.set_postfix(loss=f"{self.loss:.4f}", tok_s=f"{rate:.0f}", refresh=refresh)
+        loss = "-" if math.isnan(self.loss) else f"{self.loss:.4f}"  # none logged yet: a dash, not "nan"
+        self.bar.set_postfix(loss=loss, tok_s=f"{rate:.0f}", refresh=refresh)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self.bar is not None and logs and "loss" in logs:
