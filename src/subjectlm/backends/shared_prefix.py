@@ -7,8 +7,7 @@ of the prefix cache alive. Here the prefix keys/values stay at batch 1. Each lay
 queries of all rows against them in one matrix product (batch folded into the rows), scores each
 row's own tokens causally, and merges the two by their log-sum-exps, which is one softmax over
 both parts. The result is the same attention, so log-probs equal the full prompt's (the test says
-within 1e-4). On CPU both parts run in SDPA's fused flash kernel, which also returns the log-sum-exp
-and takes grouped-query keys as they are (no repeated copies).
+within 1e-4). On CPU both parts run in SDPA's fused flash kernel, which also returns the log-sum-exp.
 
 Questions are right-padded: padding sits after every real token of its row, so causal attention
 alone keeps it invisible to the positions we read; no mask is needed. Or packed (`PackedRows`, letter
@@ -72,20 +71,19 @@ def shared_prefix_attention(module: torch.nn.Module, query: torch.Tensor, key: t
     hkv = key.shape[1]
     g = h // hkv
     scale = scaling if scaling is not None else d ** -0.5
-    if b == 1:  # packed rows (or one question): the queries line up with the batch-1 prefix as they are
-        out_prefix, lse_prefix = _attention_with_lse(query, prefix_keys, prefix_values, False, scale)
-    else:
-        # Prefix part: every query of every row sees every prefix position (no mask), so batch and the g
-        # query heads of a key head fold into one long query axis against the batch-1 prefix.
-        folded = query.view(b, hkv, g, s, d).transpose(0, 1).reshape(1, hkv, b * g * s, d)
-        out_prefix, lse_prefix = _attention_with_lse(folded, prefix_keys, prefix_values, False, scale)
-        out_prefix = out_prefix.reshape(hkv, b, g, s, d).transpose(0, 1).reshape(b, h, s, d)
-        lse_prefix = lse_prefix.reshape(hkv, b, g, s).transpose(0, 1).reshape(b, h, s)
-    # Own part: causal over the row's own tokens (short).
+    # Prefix part: every query of every row sees every prefix position (no mask), so batch and the g
+    # query heads of a key head fold into one long query axis against the batch-1 prefix.
+    folded = query.view(b, hkv, g, s, d).transpose(0, 1).reshape(1, hkv, b * g * s, d)
+    out_prefix, lse_prefix = _attention_with_lse(folded, prefix_keys, prefix_values, False, scale)
+    out_prefix = out_prefix.reshape(hkv, b, g, s, d).transpose(0, 1).reshape(b, h, s, d)
+    lse_prefix = lse_prefix.reshape(hkv, b, g, s).transpose(0, 1).reshape(b, h, s)
+    # Own part: causal over the row's own tokens (short), key heads repeated to the query heads.
+    own_keys = key.repeat_interleave(g, dim=1) if g > 1 else key
+    own_values = value.repeat_interleave(g, dim=1) if g > 1 else value
     if packed is None:
-        out_own, lse_own = _attention_with_lse(query, key, value, True, scale)
+        out_own, lse_own = _attention_with_lse(query, own_keys, own_values, True, scale)
     else:  # each packed row is causal over its own span; the spans are short, one kernel call each
-        spans = [_attention_with_lse(query[:, :, a:e], key[:, :, a:e], value[:, :, a:e], True, scale)
+        spans = [_attention_with_lse(query[:, :, a:e], own_keys[:, :, a:e], own_values[:, :, a:e], True, scale)
                  for a, e in packed.bounds]
         out_own, lse_own = torch.cat([o for o, _ in spans], 2), torch.cat([lse for _, lse in spans], 2)
     parts = [(out_prefix, lse_prefix), (out_own, lse_own)]
@@ -125,19 +123,14 @@ def _question_part(query: torch.Tensor, question_kv: QuestionKV, layer: int,
 
 def _attention_with_lse(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, causal: bool,
                         scale: float, fused: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attention output [B, H, L, D] and the log-sum-exp of its scores [B, H, L]; key/value may have fewer
-    heads than query (grouped-query attention: each key head serves H / Hkv query heads in turn). On CPU
-    this is the fused flash kernel behind SDPA, which returns both and reads a key head once for its whole
-    group, so the keys are never repeated; elsewhere the same sums spelled out."""
+    """Attention output [B, H, L, D] and the log-sum-exp of its scores [B, H, L]. On CPU this is the fused
+    flash kernel behind SDPA, which returns both; elsewhere the same sums spelled out."""
     if fused is None:
         fused = query.device.type == "cpu"
     if fused:
         out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
             query, key, value, 0.0, causal, scale=scale)
         return out, lse
-    group = query.shape[1] // key.shape[1]
-    if group > 1:
-        key, value = key.repeat_interleave(group, dim=1), value.repeat_interleave(group, dim=1)
     scores = torch.matmul(query, key.transpose(-1, -2)) * scale
     if causal:
         n = query.shape[2]
