@@ -52,6 +52,19 @@ questions, two alternating rounds, load 3.5-7): CPU time 189.5 s -> 166.4 s per 
 218 s -> 210 s, the same 81 predictions, log-probs within 1.5e-5. What is left is compute on real tokens: the question tokens' matmuls and their attention to
 the prefix; only bf16 (not used here: the baseline is fp32) or fewer threads' contention would move it.
 
+Re-profiled 2026-12-01 after packing (timers around the model's parts in one run over law and
+computer_network, fp32, 2 threads): the MLP 48%, the attention function 31% (the queries against the
+prefix 18%, each question's own causal span 6%, the log-sum-exp merge 1%, layout copies the rest),
+the q/k/v/o projections ~14%, RMSNorm and RoPE 4%. The pure scoring of the default 10 subjects took
+149 s (model load ~6 s more). Counted in FLOPs it is ~19 TFLOP: the questions' linear layers 11.3,
+their attention to the prefixes 5.1, the prefixes' own forwards ~2.5; the matmuls ran at 130-170
+GFLOP/s in the model, against ~170 GFLOP/s for a lone MKL sgemm of the same shapes on these 2 cores,
+and the prefix attention kernel at ~140. So the run is compute-bound at 75-80% of this machine's fp32
+matmul rate: what is left to take is the ~10% in elementwise ops and copies, not a structural cost.
+Tried and dropped: attending the packed queries to the prefix without folding (the CPU flash kernel
+takes grouped-query keys as they are) was ~20% faster as a lone call but ~10% slower in the model
+(4 alternating runs); plain matmul attention instead of the flash kernel was 2-4x slower.
+
 Measured 2026-11-28 on the quiet 2-core CPU machine, the default 266 questions: ours 163.5 s (1.6 GB peak),
 lm-eval 910.5 s (14.0 GB); 266/266 contexts byte-identical; last line
 eval_speedup_vs_lmeval=5.57 agreement=1.000 accuracy=0.241 rss_ratio_vs_lmeval=0.11.
