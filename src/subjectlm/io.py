@@ -2,7 +2,8 @@
 
 Atomic outputs: everything is written into a temporary sibling (same parent, so the final
 rename is atomic on one filesystem) and renamed into place only when complete, so an
-interrupted job leaves either nothing or a complete result.
+interrupted job leaves either nothing or a complete result. What a killed job's temporary
+siblings leave behind is deleted by the next write of the same output (`remove_stale_temps`).
 
 JSON lines (metrics, predictions, battles, answers): `append_jsonl` writes one whole line and
 fsyncs it, so a killed job keeps every finished row; `read_jsonl` names file:line of a bad row
@@ -15,9 +16,13 @@ told to replace or continue it, in one wording for every stage.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import json
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -133,38 +138,119 @@ def _last_byte(path: Path) -> bytes:
         return handle.read(1)
 
 
+# ---- atomic outputs
+# A temporary sibling is named `.NAME.tmp-HOST-PID-XXXX`, so that a later run on the same host can tell
+# one left by a killed process (its PID no longer runs) from one another live process is writing.
+_HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+
+
+def _temp_prefix(final: Path, kind: str = "tmp") -> str:
+    return f".{final.name}.{kind}-{_HOST}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def remove_stale_temps(final: str | Path) -> list[Path]:
+    """Delete the temporary siblings of `final` that killed processes on this host left behind, and
+    finish a replacement such a process had half done (`final` moved aside, the new one complete but
+    not yet renamed in). Returns what was removed; says so on stderr, since it may be gigabytes."""
+    final = Path(final)
+    if not final.parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(f".{final.name}.") + r"(tmp|old)-" + re.escape(_HOST) + r"-(\d+)-")
+    stale: dict[str, list[tuple[int, Path]]] = {"tmp": [], "old": []}
+    for entry in final.parent.iterdir():
+        match = pattern.match(entry.name)
+        if match and not _pid_alive(int(match.group(2))):
+            stale[match.group(1)].append((int(match.group(2)), entry))
+    for pid, old in stale["old"]:  # killed between moving the old result aside and renaming the new one in
+        if not final.exists():
+            done = [tmp for p, tmp in stale["tmp"] if p == pid]
+            (done[0] if done else old).rename(final)  # the new result is complete once the old one is aside
+    removed = []
+    for _, path in stale["old"] + stale["tmp"]:
+        if path.exists() or path.is_symlink():
+            _remove(path)
+            removed.append(path)
+    if removed:
+        print(f"note: removed {len(removed)} temporary file(s) beside {final} left by an interrupted run: "
+              + ", ".join(p.name for p in removed), file=sys.stderr, flush=True)
+    return removed
+
+
+def temp_sibling(final: str | Path, suffix: str = "") -> Path:
+    """A new empty file beside `final` (same filesystem: `os.replace` onto `final` is atomic), after the
+    stale ones are cleared; for writers that need a path, such as a subprocess. The caller renames or deletes it."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(final)
+    fd, name = tempfile.mkstemp(prefix=_temp_prefix(final), suffix=suffix, dir=final.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where that is unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:  # glibc before 2.28, musl
+        return False
+    at_fdcwd, rename_exchange = -100, 2  # from <fcntl.h> and <linux/fs.h>
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
 @contextlib.contextmanager
 def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that becomes `final` only if the block finishes."""
     final = Path(final)
     check_output_dir(final, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    remove_stale_temps(final)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(final), dir=final.parent))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if final.exists():
-        # Move the old result aside first so that there is never a moment with neither.
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if not final.exists():
+        tmp.rename(final)
+    elif exchange_paths(tmp, final):  # one atomic step; tmp now holds the old result
+        _remove(tmp)
+    else:  # the old result moved aside first, so there is never a moment with neither (remove_stale_temps
+        # finishes this after a kill in between)
+        old = Path(tempfile.mkdtemp(prefix=_temp_prefix(final, "old"), dir=final.parent))
+        os.rmdir(old)
         final.rename(old)
         tmp.rename(final)
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink(missing_ok=True)
-    else:
-        tmp.rename(final)
+        _remove(old)
 
 
 @contextlib.contextmanager
 def atomic_file(final: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[Any]:
     """Open a temporary file beside `final`; rename it over `final` on success."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
-    os.close(fd)
+    tmp_name = temp_sibling(final)
     try:
         with open(tmp_name, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle

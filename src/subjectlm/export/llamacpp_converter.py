@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from subjectlm.errors import UserError
+from subjectlm.io import temp_sibling
 
 CONVERTER = "convert_hf_to_gguf.py"
 # What we keep from the sdist's vendor/llama.cpp/: the script and the two packages it imports.
@@ -96,8 +97,7 @@ def convert(model_dir: Path, output: Path, outtype: str) -> Path:
     """Run llama.cpp's converter on `model_dir`, writing `output` atomically."""
     script = fetch_converter() / CONVERTER
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.tmp-", suffix=".gguf", dir=output.parent)
-    os.close(fd)
+    tmp = str(temp_sibling(output, suffix=".gguf"))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NO_LOCAL_GGUF": ""}
     env.pop("NO_LOCAL_GGUF")  # the converter then puts its own gguf-py first on sys.path
     try:

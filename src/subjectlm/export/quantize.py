@@ -7,7 +7,6 @@ The quantization types are whatever the installed llama.cpp offers: read from it
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from subjectlm.errors import UserError
@@ -55,7 +54,7 @@ def quantize(source: str | Path, output: str | Path, qtype: str, overwrite: bool
     """Write `output` as `source` quantized to `qtype` (atomically)."""
     import ctypes
 
-    from subjectlm.io import check_output_dir
+    from subjectlm.io import check_output_dir, temp_sibling
 
     llama_cpp = _llama_cpp()
     source, output = Path(source), Path(output)
@@ -68,8 +67,7 @@ def quantize(source: str | Path, output: str | Path, qtype: str, overwrite: bool
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = types[key]
     params.nthread = threads or (os.cpu_count() or 1)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.tmp-", dir=output.parent)
-    os.close(fd)
+    tmp = str(temp_sibling(output))
     try:
         with _quiet(verbose):
             status = llama_cpp.llama_model_quantize(str(source).encode(), tmp.encode(), ctypes.byref(params))

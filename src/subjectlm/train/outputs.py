@@ -19,18 +19,15 @@ the unfinished run (resumable, no model files) or the finished one, never a half
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import json
 import math
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 from subjectlm.config import to_dict
-from subjectlm.io import prepare_output, read_jsonl, write_json, write_text
+from subjectlm.io import exchange_paths, prepare_output, read_jsonl, write_json, write_text
 from subjectlm.train.config import TrainConfig
 
 CHECKPOINTS = "checkpoints"
@@ -162,7 +159,7 @@ def swap_in(staged: Path, out: Path) -> None:
 
     Where the kernel or filesystem cannot exchange (not Linux, or renameat2 refused), two renames with
     the old dir kept aside in between; `_finish_interrupted_swap` completes them after a kill."""
-    if _exchange(staged, out):
+    if exchange_paths(staged, out):
         shutil.rmtree(staged)  # now the old output
         return
     old = _sibling(out, "old-tmp")
@@ -170,22 +167,6 @@ def swap_in(staged: Path, out: Path) -> None:
     out.rename(old)
     staged.rename(out)
     shutil.rmtree(old)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where that is unsupported."""
-    if not sys.platform.startswith("linux"):
-        return False
-    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
-    if renameat2 is None:  # glibc before 2.28, musl
-        return False
-    at_fdcwd, rename_exchange = -100, 2  # from <fcntl.h> and <linux/fs.h>
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), str(b))
 
 
 def _finish_interrupted_swap(out: Path) -> None:
