@@ -56,6 +56,11 @@ class BatchedDecoder:
         self.largest_batch = 0  # the most requests decoded together so far (tests and /health read it)
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
+        accepted = inspect.signature(backend.model.forward).parameters
+        # transformers >= 5.x names the cache argument `cache` (`past_key_values` is deprecated there)
+        self._cache_arg = "cache" if "cache" in accepted else "past_key_values"
+        # the prefill needs the last position's logits only: no (rows x prompt x vocab) head product
+        self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
 
     def stream(self, ids: list[int], max_new: int, params: GenParams, cancel: threading.Event) -> Iterator[Piece]:
         request = _Request(ids, params, cancel, max_new)
@@ -78,19 +83,10 @@ class BatchedDecoder:
 
     def _run(self) -> None:
         while True:
-            batch = [self.pending.get()]
+            first = self.pending.get()
             with self.backend.lock:  # generate() and this decoder never share the model at once
-                while len(batch) < self.max_batch:
-                    try:
-                        batch.append(self.pending.get_nowait())
-                    except queue.Empty:
-                        break
-                live = []
-                for request in batch:
-                    if request.cancel.is_set():
-                        request.out.put(Piece("", "cancelled", len(request.ids), 0))
-                    else:
-                        live.append(request)
+                live = [first] if self._still_wanted(first) else []
+                live += self._waiting(self.max_batch - len(live))
                 if not live:
                     continue
                 self.largest_batch = max(self.largest_batch, len(live))
@@ -128,11 +124,17 @@ class BatchedDecoder:
                 request = self.pending.get_nowait()
             except queue.Empty:
                 break
-            if request.cancel.is_set():
-                request.out.put(Piece("", "cancelled", len(request.ids), 0))
-            else:
+            if self._still_wanted(request):
                 taken.append(request)
         return taken
+
+    @staticmethod
+    def _still_wanted(request: _Request) -> bool:
+        """False (and the request answered) if it was cancelled while it waited."""
+        if request.cancel.is_set():
+            request.out.put(Piece("", "cancelled", len(request.ids), 0))
+            return False
+        return True
 
     def _prefill(self, rows: list[_Request]):
         """The rows' prompts as one left-padded batch: last-position logits, cache, mask, each row's last position."""
@@ -147,10 +149,8 @@ class BatchedDecoder:
         mask = torch.tensor([[0] * (width - len(r.ids)) + [1] * len(r.ids) for r in rows], device=device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=backend.model.config)
-        # the prefill needs the last position's logits only: no (rows x prompt x vocab) head product
-        last_only = {"logits_to_keep": 1} if "logits_to_keep" in self._accepted else {}
         logits = backend.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                               **{self._cache_arg: cache}, **last_only).logits[:, -1]
+                               **{self._cache_arg: cache}, **self._last_only).logits[:, -1]
         return logits, cache, mask, positions[:, -1:]
 
     def _decode(self, rows: list[_Request]) -> None:
@@ -160,10 +160,6 @@ class BatchedDecoder:
         import torch
 
         backend, device = self.backend, self.backend.device
-        accepted = inspect.signature(backend.model.forward).parameters
-        self._accepted = accepted
-        # transformers >= 5.x names the cache argument `cache` (`past_key_values` is deprecated there)
-        self._cache_arg = "cache" if "cache" in accepted else "past_key_values"
         everyone = rows
         with torch.no_grad():
             logits, cache, mask, positions = self._prefill(rows)
