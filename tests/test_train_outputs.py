@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from subjectlm import io
 from subjectlm.config import add_config_arguments, build_config, config_from_args
 from subjectlm.train import outputs
 from subjectlm.train.config import PTConfig, SFTConfig
@@ -76,7 +77,7 @@ def _run_dirs(tmp_path: Path) -> tuple[Path, Path]:
 def test_swap_in_makes_the_staged_save_final_and_keeps_the_records(tmp_path, monkeypatch, exchange):
     out, staged = _run_dirs(tmp_path)
     if not exchange:
-        monkeypatch.setattr(outputs, "exchange_paths", lambda a, b: False)
+        monkeypatch.setattr(io, "exchange_paths", lambda a, b: False)
     metrics_inode = (out / "metrics.jsonl").stat().st_ino
     outputs.link_records(out, staged)
     outputs.swap_in(staged, out)

@@ -233,17 +233,23 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    # remove_stale_temps finishes the fallback's two renames after a kill in between
+    replace_path(tmp, final, aside=final.with_name(_temp_prefix(final, "old") + "aside"))
+
+
+def replace_path(new: Path, final: Path, aside: Path) -> None:
+    """`new` takes `final`'s place and the old `final` is deleted: one atomic renameat2 exchange, or where
+    that is unsupported two renames with the old one moved to `aside` first, so that there is never a
+    moment with neither (the caller's recovery finishes them after a kill in between)."""
     if not final.exists():
-        tmp.rename(final)
-    elif exchange_paths(tmp, final):  # one atomic step; tmp now holds the old result
-        _remove(tmp)
-    else:  # the old result moved aside first, so there is never a moment with neither (remove_stale_temps
-        # finishes this after a kill in between)
-        old = Path(tempfile.mkdtemp(prefix=_temp_prefix(final, "old"), dir=final.parent))
-        os.rmdir(old)
-        final.rename(old)
-        tmp.rename(final)
-        _remove(old)
+        new.rename(final)
+    elif exchange_paths(new, final):  # `new` now holds the old result
+        _remove(new)
+    else:
+        _remove(aside)
+        final.rename(aside)
+        new.rename(final)
+        _remove(aside)
 
 
 @contextlib.contextmanager

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from subjectlm.config import to_dict
-from subjectlm.io import exchange_paths, prepare_output, read_jsonl, write_json, write_text
+from subjectlm.io import prepare_output, read_jsonl, replace_path, write_json, write_text
 from subjectlm.train.config import TrainConfig
 
 CHECKPOINTS = "checkpoints"
@@ -159,14 +159,7 @@ def swap_in(staged: Path, out: Path) -> None:
 
     Where the kernel or filesystem cannot exchange (not Linux, or renameat2 refused), two renames with
     the old dir kept aside in between; `_finish_interrupted_swap` completes them after a kill."""
-    if exchange_paths(staged, out):
-        shutil.rmtree(staged)  # now the old output
-        return
-    old = _sibling(out, "old-tmp")
-    shutil.rmtree(old, ignore_errors=True)
-    out.rename(old)
-    staged.rename(out)
-    shutil.rmtree(old)
+    replace_path(staged, out, aside=_sibling(out, "old-tmp"))
 
 
 def _finish_interrupted_swap(out: Path) -> None:
