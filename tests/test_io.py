@@ -4,6 +4,7 @@ one policy for an existing output directory, and atomic outputs whose leftovers 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -167,3 +168,16 @@ def test_exchange_is_atomic_where_linux_has_renameat2(tmp_path):
     if not exchange_paths(a, b):
         pytest.skip("renameat2(RENAME_EXCHANGE) is not available here; the two-rename path is tested above")
     assert (a / "x").read_text() == "b" and (b / "x").read_text() == "a"
+
+
+def test_atomic_outputs_get_the_mode_a_plain_mkdir_or_open_would_give(tmp_path):
+    """mkdtemp/mkstemp make private (0700/0600) temps; a finished output must not stay private."""
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "merged") as tmp:
+            (tmp / "a").write_text("x")
+        write_json(tmp_path / "s.json", {})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "merged").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "s.json").stat().st_mode & 0o777 == 0o644

@@ -60,42 +60,30 @@ def _tree(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _run_dirs(tmp_path: Path) -> tuple[Path, Path]:
-    """An unfinished run's records in `out` and a complete final save staged beside it."""
+def _unfinished_run(tmp_path: Path) -> Path:
+    """An unfinished run's records in `out`: what is there when the final save starts."""
     out = tmp_path / "out"
     (out / "checkpoints" / "checkpoint-2").mkdir(parents=True)
     (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").write_text("{}")
     (out / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
-    staged = tmp_path / ".out.final-tmp"
-    staged.mkdir()
-    (staged / "adapter_model.safetensors").write_text("weights")
-    (staged / "train_summary.json").write_text("{}")
-    return out, staged
+    return out
 
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
-def test_swap_in_makes_the_staged_save_final_and_keeps_the_records(tmp_path, monkeypatch, exchange):
-    out, staged = _run_dirs(tmp_path)
+def test_the_staged_save_becomes_final_and_keeps_the_records(tmp_path, monkeypatch, exchange):
+    out = _unfinished_run(tmp_path)
     if not exchange:
         monkeypatch.setattr(io, "exchange_paths", lambda a, b: False)
     metrics_inode = (out / "metrics.jsonl").stat().st_ino
-    outputs.link_records(out, staged)
-    outputs.swap_in(staged, out)
+    with io.atomic_dir(out, overwrite=True) as staged:  # as save_final stages it
+        (staged / "adapter_model.safetensors").write_text("weights")
+        (staged / "train_summary.json").write_text("{}")
+        outputs.link_records(out, staged)
     assert _tree(out) == {"adapter_model.safetensors": "weights", "train_summary.json": "{}",
                           "metrics.jsonl": '{"step": 1, "loss": 2.0}\n',
                           "checkpoints/checkpoint-2/trainer_state.json": "{}"}
     assert (out / "metrics.jsonl").stat().st_ino == metrics_inode  # a hard link, not a copy
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing left beside it
-
-
-def test_a_kill_between_the_fallbacks_two_renames_is_finished_on_the_next_start(tmp_path):
-    out, staged = _run_dirs(tmp_path)
-    outputs.link_records(out, staged)
-    out.rename(tmp_path / ".out.old-tmp")  # the first rename done, then killed
-    outputs._finish_interrupted_swap(out)
-    assert (out / "adapter_model.safetensors").read_text() == "weights"
-    assert (out / "metrics.jsonl").is_file() and (out / "checkpoints" / "checkpoint-2").is_dir()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 # ---- kill -9 during the real final save
@@ -119,11 +107,11 @@ def test_pt_killed_before_its_final_swap_leaves_no_model_and_resumes(tmp_path, t
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     _ok(_subjectlm(args(whole)))
     # Killed with the whole final save staged beside the output, just before the swap.
-    _killed(_subjectlm(args(killed), "import subjectlm.train.outputs as O\nO.swap_in = _die\n"))
+    _killed(_subjectlm(args(killed), "import subjectlm.io as IO\nIO.replace_path = _die\n"))
     assert not (killed / "adapter_model.safetensors").exists() and not (killed / "train_summary.json").exists()
     assert (killed / "metrics.jsonl").is_file() and (killed / "checkpoints" / "checkpoint-2").is_dir()
-    staged = tmp_path / ".killed.final-tmp"
-    assert (staged / "adapter_model.safetensors").is_file()  # hidden, beside it
+    [staged] = [p for p in tmp_path.iterdir() if p.name.startswith(".killed.tmp-")]  # hidden, beside it
+    assert (staged / "adapter_model.safetensors").is_file()
     _ok(_subjectlm([*args(killed), "--resume"]))
     assert not staged.exists()
     assert _sha(killed / "adapter_model.safetensors") == _sha(whole / "adapter_model.safetensors")

@@ -12,9 +12,10 @@ Layout (the adapter sits at the top so that `merge` and `chat` take the dir itse
     checkpoints/checkpoint-N/                        resumable state (optimizer, scheduler, RNG, data position)
 
 During training only the records (metrics.jsonl, runs/, checkpoints/) exist. The final files are
-written into a hidden sibling `.NAME.final-tmp/` that also gets hard links of the records, and that
-directory then takes output_dir's place in one atomic exchange: a kill at any moment leaves either
-the unfinished run (resumable, no model files) or the finished one, never a half-written model.
+written into a hidden temporary sibling (io.atomic_dir) that also gets hard links of the records, and
+that directory then takes output_dir's place in one atomic exchange: a kill at any moment leaves either
+the unfinished run (resumable, no model files) or the finished one, never a half-written model. The
+next start clears what a killed save left beside it (io.remove_stale_temps), as every other stage's.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from subjectlm.config import to_dict
-from subjectlm.io import prepare_output, read_jsonl, replace_path, write_json, write_text
+from subjectlm.io import atomic_dir, prepare_output, read_jsonl, remove_stale_temps, write_json, write_text
 from subjectlm.train.config import TrainConfig
 
 CHECKPOINTS = "checkpoints"
@@ -45,7 +46,7 @@ def prepare_output_dir(config: TrainConfig) -> str | None:
     """Refuse an existing output unless --overwrite or --resume; return the checkpoint to resume from."""
     out = Path(config.output_dir)
     if is_main_process():
-        _finish_interrupted_swap(out)
+        remove_stale_temps(out)  # a killed final save's staged dir; it finishes a half-done replacement
     exists = prepare_output(out, config.overwrite, config.resume)
     if exists and config.overwrite and is_main_process():
         shutil.rmtree(out)
@@ -120,18 +121,16 @@ def plot_loss(metrics_path: Path, png: Path) -> None:
 def save_final(trainer: Any, config: TrainConfig, info: dict[str, Any], metrics: dict[str, Any]) -> None:
     """Model, tokenizer, resolved config, summary and loss plot, made final in one atomic step (main process)."""
     out = Path(config.output_dir).absolute()
-    staged = _sibling(out, "final-tmp")
-    shutil.rmtree(staged, ignore_errors=True)  # left by a run killed before its swap
-    trainer.save_model(str(staged))  # adapter (safetensors) + adapter_config.json, tokenizer
-    (staged / "training_args.bin").unlink(missing_ok=True)  # pickle; train_config.json says it all
-    write_json(staged / "train_config.json", to_dict(config))
-    losses = [r["loss"] for r in read_metrics(out / METRICS) if "loss" in r]
-    write_json(staged / "train_summary.json", {
-        **info, **metrics, "final_loss": losses[-1] if losses else None,
-        "steps": trainer.state.global_step, "trained_tokens": trainer.trained_tokens})
-    plot_loss(out / METRICS, staged / "loss.png")
-    link_records(out, staged)
-    swap_in(staged, out)
+    with atomic_dir(out, overwrite=True) as staged:
+        trainer.save_model(str(staged))  # adapter (safetensors) + adapter_config.json, tokenizer
+        (staged / "training_args.bin").unlink(missing_ok=True)  # pickle; train_config.json says it all
+        write_json(staged / "train_config.json", to_dict(config))
+        losses = [r["loss"] for r in read_metrics(out / METRICS) if "loss" in r]
+        write_json(staged / "train_summary.json", {
+            **info, **metrics, "final_loss": losses[-1] if losses else None,
+            "steps": trainer.state.global_step, "trained_tokens": trainer.trained_tokens})
+        plot_loss(out / METRICS, staged / "loss.png")
+        link_records(out, staged)
 
 
 def link_records(out: Path, staged: Path) -> None:
@@ -152,29 +151,3 @@ def _link_or_copy(src: str | Path, dst: str | Path) -> None:
         os.link(src, dst, follow_symlinks=False)
     except OSError:
         shutil.copy2(src, dst, follow_symlinks=False)
-
-
-def swap_in(staged: Path, out: Path) -> None:
-    """`staged` becomes `out` in one atomic exchange; the old `out` is then deleted.
-
-    Where the kernel or filesystem cannot exchange (not Linux, or renameat2 refused), two renames with
-    the old dir kept aside in between; `_finish_interrupted_swap` completes them after a kill."""
-    replace_path(staged, out, aside=_sibling(out, "old-tmp"))
-
-
-def _finish_interrupted_swap(out: Path) -> None:
-    """After a kill between the fallback's two renames `out` is missing: the staged dir is complete
-    (it was renamed only once whole), so finish the swap; the old dir is then deleted."""
-    out = out.absolute()
-    staged, old = _sibling(out, "final-tmp"), _sibling(out, "old-tmp")
-    if old.is_dir() and not out.exists():
-        if staged.is_dir():
-            staged.rename(out)
-        else:
-            old.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _sibling(out: Path, what: str) -> Path:
-    """A hidden path beside output_dir (same filesystem, so renames are atomic)."""
-    return out.with_name(f".{out.name}.{what}")
