@@ -52,6 +52,17 @@ faster in a side-by-side run). Without any checkpointing a micro-step was no fas
 noise and took ~0.9 GB more. Peak RSS differs by up to ~10% between identical runs (2,492 / 2,729 MB for the
 same micro-step; TRL's peak read 6.84 and 5.74 GB on two runs of the same day), so rss_ratio moves with it.
 
+Where our peak RSS goes (measured 2026-12-01 on the quiet machine, one packed micro-batch of 4 x 512 tokens,
+the longest this bench can make, fp32, 3-4 micro-steps per process): 0.45 GB after load; the live tensors
+peak at ~2.5 GB at the end of the forward (selective checkpointing keeps each layer's matmul and attention
+outputs, ~0.7 MB per token over the 30 layers); glibc's heap holds freed but fragmented memory on top of that,
+so the process peaks at 3.4-3.9 GB on its first micro-step and 3.9-4.4 GB from the second on. A fixed mmap
+threshold removes most of the fragmentation (MALLOC_MMAP_THRESHOLD_=65536: 2.56 GB; 4 MiB: 2.9 GB) but then
+every large tensor comes from fresh pages the kernel must zero: at 4 MiB a micro-step took 30-34 s against
+19-22 s (huge pages via GLIBC_TUNABLES=glibc.malloc.hugetlb=1 included); 8 and 16 MiB saved little (4.09 and
+4.39 GB); malloc_trim(0) after every micro-step left the peak where it was (4.13 against 4.32 GB), the bloat
+being inside one forward; MALLOC_ARENA_MAX=1 changed nothing. So we keep glibc's defaults, as TRL's process does.
+
 Each side runs in its own child process so peak RSS is its own. Reported per dtype: trained (label,
 non-padding) tokens per second of training, peak RSS, and the loss of the last step. Last line:
     sft_speedup_vs_trl=X.XX sft_speedup_vs_trl_bf16=Y.YY rss_ratio_vs_trl=Z.ZZ loss_delta=W.WWW
