@@ -240,19 +240,19 @@ def atomic_dir(final: str | Path, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    # remove_stale_temps finishes the fallback's two renames after a kill in between
-    replace_path(tmp, final, aside=final.with_name(_temp_prefix(final, "old") + "aside"))
+    replace_path(tmp, final)
 
 
-def replace_path(new: Path, final: Path, aside: Path) -> None:
+def replace_path(new: Path, final: Path) -> None:
     """`new` takes `final`'s place and the old `final` is deleted: one atomic renameat2 exchange, or where
-    that is unsupported two renames with the old one moved to `aside` first, so that there is never a
-    moment with neither (the caller's recovery finishes them after a kill in between)."""
+    that is unsupported two renames with the old one moved aside first, so that there is never a moment
+    with neither (remove_stale_temps finishes them after a kill in between: the aside name carries our PID)."""
     if not final.exists():
         new.rename(final)
     elif exchange_paths(new, final):  # `new` now holds the old result
         _remove(new)
     else:
+        aside = final.with_name(_temp_prefix(final, "old") + "aside")
         _remove(aside)
         final.rename(aside)
         new.rename(final)
