@@ -15,6 +15,13 @@ byte-identical to our prompts.
     .venv/bin/python bench/eval_speed.py                 # 10 subjects, 266 questions
     .venv/bin/python bench/eval_speed.py --all           # all 52 subjects (lm-eval: over an hour here)
     .venv/bin/python bench/eval_speed.py --limit 5       # first 5 questions per subject (quick look)
+    .venv/bin/python bench/eval_speed.py --rounds 2      # subjects in 2 rounds, the sides taking turns first
+
+With `--rounds N` the subjects are dealt into N groups and both sides run each group, the side that
+goes first alternating (ours, lm-eval; lm-eval, ours; ...). The totals are the sums over the rounds
+(each round pays its own model load, on both sides), and each round's own ratio is printed, which shows
+how much the machine's speed moved between turns; with one round (the default) a drift between the
+two turns moves the ratio unseen.
 
 Last letter line: eval_speedup_vs_lmeval=X.XX agreement=Y.YYY accuracy=Z.ZZZ rss_ratio_vs_lmeval=R.RR
 (agreement: share of questions where both predict the same letter; accuracy: ours).
@@ -191,14 +198,51 @@ def child_lmeval(args, scoring: str = "letter") -> dict:
             "version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else "0.4.13"}
 
 
-def run_child(kind: str, args) -> dict:
-    result = Path(args.workdir) / f"{kind}.json"
+def run_child(kind: str, args, subjects: list[str] | None = None, tag: str = "") -> dict:
+    subjects = args.subjects if subjects is None else subjects
+    result = Path(args.workdir) / f"{kind}{tag}.json"
     cmd = [sys.executable, __file__, "--_child", kind, "--_result", str(result), "--workdir", args.workdir,
            "--data", str(args.data), "--shots", str(args.shots), "--batch_size", str(args.batch_size),
-           "--subjects", ",".join(args.subjects)] + (["--limit", str(args.limit)] if args.limit else [])
-    print(f"running {kind} ...", flush=True)
+           "--subjects", ",".join(subjects)] + (["--limit", str(args.limit)] if args.limit else [])
+    print(f"running {kind}{tag} ({len(subjects)} subjects) ...", flush=True)
     subprocess.run(cmd, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     return json.loads(result.read_text(encoding="utf-8"))
+
+
+def round_schedule(subjects: list[str], rounds: int) -> list[tuple[list[str], tuple[str, str]]]:
+    """The subjects dealt into `rounds` groups (every rounds-th one), each group run by both sides, the
+    side that goes first alternating (ours, lm-eval; lm-eval, ours; ...). This machine's speed drifts by
+    10-30% over an hour; with one round a drift between the two sides' turns moves the ratio, while
+    alternating turns puts each side's time in both halves of the run, so a steady drift weighs on
+    both alike."""
+    rounds = max(1, min(rounds, len(subjects)))
+    return [(subjects[i::rounds], ("ours", "lmeval") if i % 2 == 0 else ("lmeval", "ours")) for i in range(rounds)]
+
+
+def merge_rounds(parts: list[dict]) -> dict:
+    """One side's results over its rounds: seconds summed, peak RSS the largest, per-question maps joined."""
+    merged = {"seconds": sum(p["seconds"] for p in parts), "rss_mb": max(p["rss_mb"] for p in parts),
+              "round_seconds": [p["seconds"] for p in parts]}
+    for key in ("predictions", "prompts", "contexts"):
+        if key in parts[0]:
+            merged[key] = {k: v for p in parts for k, v in p[key].items()}
+    if "version" in parts[0]:
+        merged["version"] = parts[0]["version"]
+    return merged
+
+
+def run_sides(args, scoring: str, has_lmeval: bool) -> tuple[dict, dict | None]:
+    """Both sides over all subjects in `args.rounds` alternating rounds (see round_schedule)."""
+    suffix = "" if scoring == "letter" else f"_{scoring}"
+    runs: dict[str, list[dict]] = {"ours": [], "lmeval": []}
+    schedule = round_schedule(args.subjects, args.rounds)
+    for index, (group, order) in enumerate(schedule):
+        tag = f"-round{index + 1}" if len(schedule) > 1 else ""
+        for side in order:
+            if side == "ours" or has_lmeval:
+                runs[side].append(run_child(side + suffix, args, group, tag))
+    theirs = merge_rounds(runs["lmeval"]) if runs["lmeval"] else None
+    return merge_rounds(runs["ours"]), theirs
 
 
 def _table(ours: dict, theirs: dict | None, n: int) -> None:
@@ -206,6 +250,10 @@ def _table(ours: dict, theirs: dict | None, n: int) -> None:
     for name, side in (("subjectlm", ours), ("lm-eval", theirs)):
         if side is not None:
             print(f"{name:10s} {side['seconds']:9.1f} {n / side['seconds']:8.3f} {side['rss_mb']:12.0f}")
+    rounds = ours.get("round_seconds", [])
+    if theirs is not None and len(rounds) > 1:  # each round's own ratio shows how far the machine drifted
+        print("per round (ours s / lm-eval s = ratio): " + ", ".join(
+            f"{a:.1f} / {b:.1f} = {b / a:.2f}" for a, b in zip(rounds, theirs["round_seconds"])))
 
 
 def report_letter(args, ours: dict, theirs: dict | None) -> int:
@@ -275,6 +323,8 @@ def main() -> int:
     parser.add_argument("--batch_size", type=int, default=8, help="both sides")
     parser.add_argument("--limit", type=int, default=None, help="first N questions per subject")
     parser.add_argument("--scoring", choices=("letter", "cloze", "both"), default="both")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="split the subjects into N rounds, the sides taking turns to go first in each")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--_result", default=None, help=argparse.SUPPRESS)
@@ -300,11 +350,9 @@ def main() -> int:
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="eval_speed-")
     status = 0
     if args.scoring in ("letter", "both"):
-        ours = run_child("ours", args)
-        status |= report_letter(args, ours, run_child("lmeval", args) if has_lmeval else None)
+        status |= report_letter(args, *run_sides(args, "letter", has_lmeval))
     if args.scoring in ("cloze", "both"):
-        ours = run_child("ours_cloze", args)
-        status |= report_cloze(args, ours, run_child("lmeval_cloze", args) if has_lmeval else None)
+        status |= report_cloze(args, *run_sides(args, "cloze", has_lmeval))
     if not has_lmeval:
         print(f"{absent}: no speed ratio or agreement measured")
         return 2
