@@ -39,7 +39,14 @@ Our cloze time includes the PMI metric's neutral-context rows, which lm-eval is 
 Measured 2026-12-01 on the quiet 2-core machine, `--scoring cloze --subjects computer_network,logic --limit 10`
 (20 questions, 5-shot): ours 55.9 s (1.5 GB peak), lm-eval 365.5 s (10.9 GB); pairs identical 20/20;
 cloze_speedup_vs_lmeval=6.53 agreement_acc=1.000 agreement_acc_norm=1.000 agreement_acc_bytes=1.000
-max_abs_ll_diff=1.25e-03 rss_ratio_vs_lmeval=0.14. The full default cloze run (266 questions) is still to be measured.
+max_abs_ll_diff=1.25e-03 rss_ratio_vs_lmeval=0.14. The full default cloze run, `--scoring cloze` (10 subjects,
+266 questions, 1,064 option continuations), 2026-12-01 22:23-23:20, nothing else running (load 2.0 from the
+bench's own two threads, CPU steal 0.2-1.8%): ours 342.1 s (1.8 GB peak), lm-eval 3,043.5 s (9.7 GB);
+pairs identical 266/266; cloze_speedup_vs_lmeval=8.90 agreement_acc=1.000 agreement_acc_norm=1.000
+agreement_acc_bytes=1.000 max_abs_ll_diff=1.16e-03 rss_ratio_vs_lmeval=0.19. The ratio is higher than
+letter mode's because lm-eval scores each option as a whole prompt of its own (1,064 sequences of ~1,100
+tokens), while we run each subject's prefix once, each question once and each option's few tokens
+against both (`question_kv`).
 Without lm-eval installed the script says so, prints our side only and exits 2.
 
 Where our letter-mode time goes (profiled 2026-12-01, `eval exam` on logic, computer_network, law,
