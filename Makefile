@@ -60,7 +60,7 @@ test: install $(BROWSER_STAMP)
 # still missing says so and measures its own side. Each script ends with its one-line result.
 # One script at a time (each measures its baseline side by side). The exam bench runs letter mode on the
 # default 10 subjects, and cloze on 20 questions: lm-eval's cloze side on all 266 would take over an hour here.
-BENCH_RUNS := "sft_throughput.py" "eval_speed.py --scoring letter" \
+BENCH_RUNS := "sft_throughput.py" "eval_speed.py --scoring letter --rounds 2" \
 	"eval_speed.py --scoring cloze --subjects computer_network,logic --limit 10" "merge_memory.py" "serve_throughput.py"
 bench: install
 	$(PIP) install -q -e ".[bench]"

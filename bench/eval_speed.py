@@ -79,6 +79,14 @@ Tried and dropped: attending the packed queries to the prefix without folding (t
 takes grouped-query keys as they are) was ~20% faster as a lone call but ~10% slower in the model
 (4 alternating runs); plain matmul attention instead of the flash kernel was 2-4x slower.
 
+So the speed-up follows the FLOP ratio. lm-eval's side is ~102 TFLOP: 333k prompt tokens, each ~212 MFLOP
+of linear layers, ~57 of output head (logits at every position) and ~38 of attention. That is 5.4x our
+~19. In the five measured runs both sides ran at about the same rate per FLOP: ours 70-116 GFLOP/s
+(163.5-270 s), lm-eval 72-112 (910-1409 s), and the ratio read 5.2-6.4. At fp32, 8x would need our side
+to run 1.5x faster per FLOP than lm-eval's, i.e. near a lone sgemm's rate over the whole run, attention
+and elementwise ops included. The one exact saving left that we know of is the last layer at positions
+whose logits are not read (its query, attention, output projection and MLP: ~3% of the questions' work).
+
 Measured 2026-11-28 on the quiet 2-core CPU machine, the default 266 questions: ours 163.5 s (1.6 GB peak),
 lm-eval 910.5 s (14.0 GB); 266/266 contexts byte-identical; last line
 eval_speedup_vs_lmeval=5.57 agreement=1.000 accuracy=0.241 rss_ratio_vs_lmeval=0.11.
