@@ -81,7 +81,7 @@ takes grouped-query keys as they are) was ~20% faster as a lone call but ~10% sl
 
 So the speed-up follows the FLOP ratio. lm-eval's side is ~102 TFLOP: 333k prompt tokens, each ~212 MFLOP
 of linear layers, ~57 of output head (logits at every position) and ~38 of attention. That is 5.4x our
-~19. In the five measured runs both sides ran at about the same rate per FLOP: ours 70-116 GFLOP/s
+~19. In the four measured runs both sides ran at about the same rate per FLOP: ours 70-116 GFLOP/s
 (163.5-270 s), lm-eval 72-112 (910-1409 s), and the ratio read 5.2-6.4. At fp32, 8x would need our side
 to run 1.5x faster per FLOP than lm-eval's, i.e. near a lone sgemm's rate over the whole run, attention
 and elementwise ops included. The one exact saving left that we know of is the last layer at positions
