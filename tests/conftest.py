@@ -6,8 +6,13 @@ chat templates and special tokens are real while a forward pass costs millisecon
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -15,9 +20,21 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CEVAL_DIR = SHARED / "ceval-exam"
 SEED_DIR = SHARED / "seed_data"
 REPO = Path(__file__).resolve().parents[1]
+BENCH_DIR = REPO / "bench"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@contextmanager
+def bench_script(name: str) -> Iterator[ModuleType]:
+    """A script of bench/ imported as a module, for tests of its pure parts. bench/ is on sys.path meanwhile:
+    the scripts import their sibling `baselines` as a top-level module."""
+    sys.path.insert(0, str(BENCH_DIR))
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH_DIR))
 
 
 def pytest_configure(config):

@@ -3,22 +3,15 @@
 Nothing is timed and no model is loaded (the bench itself measures).
 """
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from conftest import bench_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH))  # the scripts import their sibling `baselines` as a top-level module
-    try:
-        yield importlib.import_module("eval_speed")
-    finally:
-        sys.path.remove(str(BENCH))
+    with bench_script("eval_speed") as module:
+        yield module
 
 
 def test_one_round_is_the_old_order(bench):

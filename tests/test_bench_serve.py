@@ -3,22 +3,17 @@
 No server is started and nothing is timed (the bench itself measures).
 """
 
-import importlib
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from conftest import bench_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    sys.path.insert(0, str(BENCH))  # the scripts import their sibling `baselines` as a top-level module
-    try:
-        yield importlib.import_module("serve_throughput")
-    finally:
-        sys.path.remove(str(BENCH))
+    with bench_script("serve_throughput") as module:
+        yield module
 
 
 def test_percentile_interpolates_between_ranks(bench):
