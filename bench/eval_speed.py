@@ -213,8 +213,7 @@ def child_lmeval(args, scoring: str = "letter") -> dict:
             "version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else "0.4.13"}
 
 
-def run_child(kind: str, args, subjects: list[str] | None = None, tag: str = "") -> dict:
-    subjects = args.subjects if subjects is None else subjects
+def run_child(kind: str, args, subjects: list[str], tag: str) -> dict:
     result = Path(args.workdir) / f"{kind}{tag}.json"
     cmd = [sys.executable, __file__, "--_child", kind, "--_result", str(result), "--workdir", args.workdir,
            "--data", str(args.data), "--shots", str(args.shots), "--batch_size", str(args.batch_size),
