@@ -9,7 +9,7 @@ import pytest
 
 from subjectlm.cli import COMMANDS, build_parser, main
 
-STAGES = ["model", "data", "pt", "sft", "dpo", "merge", "eval", "export", "chat", "serve", "run"]
+STAGES = ["model", "data", "synth", "pt", "sft", "dpo", "merge", "eval", "export", "chat", "serve", "run"]
 
 
 def test_every_stage_is_a_subcommand():

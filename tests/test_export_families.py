@@ -1,5 +1,5 @@
-"""GGUF export of the newer families (Qwen 3, Qwen 3 MoE, Gemma 3, Phi-3): tables, metadata, and
-llama.cpp computing what transformers computes on a tiny random model of each.
+"""GGUF export of the newer families (Qwen 3, Qwen 3 MoE, Gemma 3, Phi-3) and of Gemma 2 27B's shape:
+tables, metadata, and llama.cpp computing what transformers computes on a tiny random model of each.
 
 Each model is exported as f32 so the comparison measures the converter, not rounding: mean KL
 <= 1e-6 and top-1 >= 99.9% over ~250 positions, as `export verify` reports them.
@@ -77,6 +77,17 @@ def gemma3_config(tok):
                             final_logit_softcapping=30.0)
 
 
+def gemma2_27b_config(tok, scalar: int | None = None, layers: int = 46):
+    """Gemma 2 27B in miniature: 46 layers (llama.cpp knows the 27B by that count) and queries scaled by
+    hidden/heads = 64/4 = 16, not by head_dim 32 (the 27B: 4608/32 = 144 against head_dim 128)."""
+    from transformers import Gemma2Config
+
+    # window 64 < the 256 compared tokens: every other layer's sliding window shows in the logits
+    common = {**_common(tok), "num_hidden_layers": layers}
+    return Gemma2Config(**common, head_dim=32, query_pre_attn_scalar=16 if scalar is None else scalar,
+                        sliding_window=64, attn_logit_softcapping=50.0, final_logit_softcapping=30.0)
+
+
 def gemma3_vlm_config(tok):
     """Gemma 3 with its vision tower (Gemma3ForConditionalGeneration): the GGUF is the text model."""
     from transformers import Gemma3Config
@@ -101,7 +112,7 @@ def phi3_config(tok, longrope: bool = False):
 
 
 CONFIGS = {"qwen3": qwen3_config, "qwen3_moe": qwen3_moe_config, "gemma3_text": gemma3_config,
-           "gemma3": gemma3_vlm_config, "phi3": phi3_config,
+           "gemma3": gemma3_vlm_config, "gemma2-27b": gemma2_27b_config, "phi3": phi3_config,
            "phi3-longrope": lambda tok: phi3_config(tok, longrope=True)}
 
 
@@ -168,6 +179,19 @@ def test_qwen3_moe_routing_llama_cpp_cannot_run_is_refused(change, message, smol
         export_gguf(model_dir, tmp_path / "x.gguf", "f32", progress=False)
 
 
+@pytest.mark.parametrize("layers, scalar, expected", [
+    (26, 16, 32),  # Gemma 2 2B's layer count: llama.cpp scales by head_dim (32)
+    (46, 32, 16),  # the 27B's: llama.cpp scales by hidden/heads (16), whatever head_dim is
+])
+def test_gemma2_query_scale_llama_cpp_would_not_use_is_refused(layers, scalar, expected, smollm_tokenizer, tmp_path):
+    from subjectlm.export.gguf import ExportError, export_gguf
+
+    model_dir = _tiny(tmp_path / "m", gemma2_27b_config(smollm_tokenizer, scalar, layers), smollm_tokenizer, seed=0)
+    with pytest.raises(ExportError, match=rf"query_pre_attn_scalar {scalar} .* 1/sqrt\({expected}\)"):
+        export_gguf(model_dir, tmp_path / "x.gguf", "f32", progress=False)
+    assert not (tmp_path / "x.gguf").exists()
+
+
 # ---- metadata -------------------------------------------------------------------------------
 
 def _fields(path):
@@ -209,6 +233,19 @@ def test_gemma3_metadata_has_the_pattern_and_both_rope_bases(family_dir, tmp_pat
     assert f["gemma3.rope.freq_base"] == 1_000_000.0 and f["gemma3.rope.freq_base_swa"] == 10_000.0
     assert f["gemma3.rope.scaling.factor"] == 4.0
     assert f["gemma3.final_logit_softcapping"] == 30.0
+
+
+@pytest.mark.parametrize("family_dir", ["gemma2-27b"], indirect=True)
+def test_gemma2_27b_metadata_is_what_llama_cpp_reads_as_a_27b(family_dir, tmp_path):
+    from subjectlm.export.gguf import export_gguf
+
+    f, shapes, _ = _fields(export_gguf(family_dir, tmp_path / "m.gguf", "f32", progress=False).path)
+    assert f["general.architecture"] == "gemma2"
+    assert f["gemma2.block_count"] == 46  # how llama.cpp tells the 27B (and its query scale) apart
+    assert (f["gemma2.embedding_length"], f["gemma2.attention.head_count"], f["gemma2.attention.key_length"]) == (
+        64, 4, 32)
+    assert f["gemma2.attention.sliding_window"] == 64
+    assert shapes["blk.45.attn_q.weight"] == (64, 128)  # q is heads * head_dim wide, not hidden
 
 
 def test_moe_experts_saved_fused_are_split_like_per_expert_ones(smollm_tokenizer, tmp_path):

@@ -466,3 +466,17 @@ def test_recipe_merge_stage(tmp_path, tiny_llama_untied_dir):
     (outcome,) = run_recipe(path, log=lambda *_: None)
     assert outcome.status == "done" and "1 adapter" in outcome.summary
     assert_matches_peft(tmp_path / "out" / "merge", tiny_llama_untied_dir, [adapter])
+
+
+def test_merge_with_verify_shows_the_user_no_future_warning(tmp_path, tiny_llama_dir, capsys):
+    """transformers 5 warns whenever peft reads `is_gradient_checkpointing`; a merge must not pass that on."""
+    from subjectlm.cli import main
+
+    adapter = make_adapter(tiny_llama_dir, tmp_path / "a")  # peft warns here too: not the merge's output
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["merge", "--base", str(tiny_llama_dir), "--lora", str(adapter), "--output_dir",
+                     str(tmp_path / "m"), "--verify"]) == 0
+    assert "verified" in capsys.readouterr().out
+    future = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if issubclass(w.category, FutureWarning)]
+    assert not future

@@ -13,7 +13,10 @@ from subjectlm.cli import build_parser, main
 from subjectlm.config import ConfigError, build_config, config_from_args
 from subjectlm.eval.stage import EvalStageConfig
 from subjectlm.export.stage import ExportStageConfig, GGUFConfig
-from subjectlm.recipe import STAGES, line_of, load_recipe, stage_values, start_state
+from subjectlm.pipeline.recipe import load_recipe
+from subjectlm.pipeline.stages import STAGE_KINDS
+from subjectlm.pipeline.state import PipelineState
+from subjectlm.pipeline.values import stage_values
 
 RECIPE = """\
 model: default
@@ -32,12 +35,12 @@ def _recipe_configs(tmp_path, text: str = RECIPE) -> list:
     path = tmp_path / "recipe.yaml"
     path.write_text(text)
     recipe = load_recipe(path)
-    state = start_state(recipe)
+    state = PipelineState.start(recipe.model)
     configs = []
-    for index, stage in enumerate(recipe["stages"]):
-        config_cls, _run = STAGES[stage["stage"]]()
-        values = stage_values(stage, state, config_cls, recipe)
-        configs.append(build_config(config_cls, values, source=f"{line_of(recipe, 'stages', index)}"))
+    for stage in recipe.stages:
+        kind = STAGE_KINDS[stage.kind]
+        values = stage_values(recipe, stage, kind, state, fail=lambda where, message: pytest.fail(message))
+        configs.append(build_config(kind.config_class(), values, source=recipe.where("stages", stage.index)))
     return configs
 
 
@@ -86,12 +89,13 @@ def test_the_demo_recipes_export_and_arena_keys_still_build():
 
     demo = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
     recipe = load_recipe(demo)
-    state = start_state(recipe)
+    state = PipelineState.start(recipe.model)
     built = {}
-    for stage in recipe["stages"]:
-        if stage["stage"] in ("export", "arena"):
-            config_cls, _run = STAGES[stage["stage"]]()
-            built[stage["stage"]] = build_config(config_cls, stage_values(stage, state, config_cls, recipe))
+    for stage in recipe.stages:
+        if stage.kind in ("export", "arena"):
+            kind = STAGE_KINDS[stage.kind]
+            values = stage_values(recipe, stage, kind, state, fail=lambda where, message: pytest.fail(message))
+            built[stage.kind] = build_config(kind.config_class(), values)
     assert built["export"].quantize == ["q8_0"] and built["export"].question
     assert built["arena"].judge == "reference" and built["arena"].max_new_tokens == 64
 

@@ -17,7 +17,9 @@ from subjectlm.report.sections import scoring_modes
 
 REPO = Path(__file__).resolve().parents[1]
 EXAM = REPO / "examples" / "data" / "exam"
-HEADINGS = ["Summary", "Exam: starting vs tuned model", "Closed-book QA", "Held-out perplexity", "Arena ratings",
+INDEPENDENCE = "Exam independence: overlap with the training data, control questions"
+HEADINGS = ["Verdict", "Summary", "Exam: starting vs tuned model", "Closed-book QA", "Held-out perplexity",
+            "General ability: what the tuning cost", INDEPENDENCE, "Arena ratings",
             "GGUF export", "Training loss curves", "Stage configs"]
 
 
@@ -79,8 +81,18 @@ def _eval_stage(out: Path) -> dict:
               "f1": {"mean_before": 0.1, "mean_after": 0.44, "n": 5, "mean_diff": 0.34, "ci": [0.22, 0.44],
                      "up": 5, "down": 0, "ties": 0, "p_value": 0.0625}}
     (qa / "compare.json").write_text(json.dumps({"scores": scores}))
+    # general ability: the same questions standing in for a general exam, half right before, a quarter after
+    from subjectlm.eval.general import GeneralExam, exam_entry
+    from subjectlm.io import write_json
+
+    general = folder / "general" / "exam"
+    _exam_run(general / "base", set(range(0, n, 2)), docs, infos, "default")
+    _exam_run(general / "model", set(range(0, n, 4)), docs, infos, "tuned")
+    compared = compare_runs(general / "base", general / "model", general / "compare")
+    write_json(folder / "retention.json", {"exams": [exam_entry(GeneralExam(str(EXAM), "exam"), general, compared)],
+                                           "ppl": None})
     config = EvalStageConfig(data=str(EXAM), base_model="default", model="tuned", output_dir=str(folder),
-                             ppl_data=["/x/heldout.txt"])
+                             ppl_data=["/x/heldout.txt"], general_data=[str(EXAM)])
     return {"hash": "x", "result": {"summary": "eval done"}, "config": to_dict(config), "seconds": 30.0}
 
 
@@ -139,7 +151,8 @@ def test_markdown_lists_every_section_and_the_numbers(run_dir):
     assert path == run_dir / REPORT_HTML and path.is_file()
     md = (run_dir / REPORT_MD).read_text()
     assert [ln[3:] for ln in md.splitlines() if ln.startswith("## ")] == HEADINGS
-    assert "not run" not in md
+    # every section has its results, but the overlap check (no train_data) and hence its verdict line
+    assert {s.splitlines()[0] for s in md.split("\n## ")[1:] if "not run" in s} == {"Verdict", INDEPENDENCE}
     from subjectlm.eval.exams import read_exam
 
     n = len(read_exam(EXAM, "ceval", "val")[1][0].docs)
@@ -158,6 +171,15 @@ def test_markdown_lists_every_section_and_the_numbers(run_dir):
     assert any("stratovolcano" in ln for ln in lines)
     assert "![pt: training loss by step](pt/loss.png)" in md
     assert not list(run_dir.glob(".report*"))  # no temporary files left behind
+    from subjectlm.report import verdict_block
+
+    assert [line.split(" — ")[0] for line in verdict_block(run_dir)] == [
+        "Knowledge gained: yes", "General ability kept: no", "Exam independent of training: not run",
+        "Export faithful: yes"]
+    general = next(ln for ln in lines if ln.startswith("general exam exam (cloze_acc)"))
+    # 16 discordant questions, all lost: p = 2 / 2^16; the interval: 2000 bootstrap rounds, seed 0
+    assert general == ("general exam exam (cloze_acc): start 50.0% -> tuned 25.0% (-25.0 points, 95% CI [-35.9, -14.1], "
+                       "McNemar p=3.05e-05 *)")
 
 
 def test_missing_stages_say_not_run(tmp_path):
@@ -168,7 +190,8 @@ def test_missing_stages_say_not_run(tmp_path):
     md = (out / REPORT_MD).read_text()
     sections = md.split("\n## ")[1:]
     status = {s.splitlines()[0]: "not run" in s for s in sections}
-    assert status == {"Summary": True, "Exam: starting vs tuned model": True, "Closed-book QA": True,
+    assert status == {"Verdict": True, "Summary": True, "Exam: starting vs tuned model": True, "Closed-book QA": True,
+                      "General ability: what the tuning cost": True, INDEPENDENCE: True,
                       "Held-out perplexity": True, "Arena ratings": True, "GGUF export": True,
                       "Training loss curves": False, "Stage configs": False}
     empty = tmp_path / "nothing"
@@ -197,7 +220,7 @@ def test_report_page_in_chromium(run_dir, browser):
     assert page.locator("h2").all_inner_texts() == HEADINGS
     assert page.locator("nav a").count() == len(HEADINGS)
     images = page.locator("img")
-    assert images.count() == 3  # pt and sft loss curves, the exam chart
+    assert images.count() == 4  # pt and sft loss curves, the exam chart, the general exam's chart
     widths = page.eval_on_selector_all("img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
     assert all(w > 100 for w in widths)  # every embedded image decoded
     assert all(u.startswith(("file:", "data:")) for u in requests)  # self-contained: nothing fetched

@@ -6,7 +6,7 @@ are imported inside the stage functions so that `import subjectlm` and
 `subjectlm --help` stay fast. Top to bottom, as import-linter checks the layers (pyproject.toml):
 
     cli.py, commands/    the command line: parse flags + YAML, call one function; user errors caught once
-    recipe.py            `subjectlm run`: stages in order (recipe_check.py: --dry-run; recipe_freshness.py: keys)
+    pipeline/            `subjectlm run`: a recipe's stages in order, one plan for --dry-run and the run
     report/              one validation page per recipe run
     train/ merge/ eval/ export/ serve/ arena/    the stages
     backends/            one model layer for generation (hf, llama.cpp, vLLM)

@@ -11,13 +11,14 @@ import sys
 from typing import Sequence
 
 from subjectlm import __version__
-from subjectlm.commands import chat, data, dpo, eval, export, merge, model, pt, recipe, serve, sft
+from subjectlm.commands import chat, data, dpo, eval, export, merge, model, pt, recipe, serve, sft, synth
 from subjectlm.errors import UserError
 
 # Order is the order of `subjectlm --help`: a pipeline read top to bottom.
 COMMANDS = {
     "model": model,
     "data": data,
+    "synth": synth,
     "pt": pt,
     "sft": sft,
     "dpo": dpo,

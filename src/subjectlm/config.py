@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -24,15 +25,56 @@ from subjectlm.errors import UserError
 
 
 class ConfigError(UserError, ValueError):
-    """A bad config value or key; the message names the key and where it came from."""
+    """A bad config value or key; the message names the key and where it came from, and `key` is that key
+    (so a recipe check can point at its line). Raised as `ConfigError("key: problem")`, as every config's
+    `__post_init__` does, the key is the message's first word (`data[1].weight: ...` is about `data`);
+    build_config passes it explicitly."""
+
+    def __init__(self, message: str = "", key: str | None = None):
+        super().__init__(message)
+        if key is None and (named := re.match(r"([A-Za-z_]\w*)(?:[\[.][^:\s]*)?: ", message)):
+            key = named.group(1)
+        self.key = key
+
+
+@dataclasses.dataclass(frozen=True)
+class PathRole:
+    """What a recipe does with a path field, declared on the field (`option(path=...)`): the recipe resolves
+    it against the recipe's folder, `--dry-run` checks that it exists, and a stage's freshness key holds its
+    fingerprint. A field without a role is not a path.
+
+    writes: the stage writes it (its output folder or file): it need not exist and is not fingerprinted.
+    fingerprint: how a read path's content is keyed: `data` (text and records, as the tokenizer cache keys
+        them: the data files' names and contents), `content` (every file's name, size and bytes), `manifest`
+        (every file's name, size and mtime: cheap for the gigabytes of models and adapters, and changed by
+        any re-run of the stage that wrote them).
+    model: it may name a model (`default`) instead of a path.
+    trains: the stage trains on it (the pipeline's `training_data`)."""
+
+    writes: bool = False
+    fingerprint: str = "manifest"
+    model: bool = False
+    trains: bool = False
+
+
+TRAINING_DATA = PathRole(fingerprint="data", trains=True)  # pt/sft/dpo data
+TEXT_DATA = PathRole(fingerprint="data")        # read, not trained on: validation files, held-out text
+DATA_FILES = PathRole(fingerprint="content")    # an exam folder, QA or prompt files
+MODEL = PathRole(model=True)                    # a model directory or `default`
+ARTIFACT = PathRole()                           # adapters, tokenizers
+OUTPUT = PathRole(writes=True)                  # what the stage writes
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", aliases: tuple[str, ...] = (),
-           choices: Sequence[Any] | None = None, min: float | None = None, **kw: Any) -> Any:
+           choices: Sequence[Any] | None = None, min: float | None = None, path: PathRole | None = None,
+           **kw: Any) -> Any:
     """A dataclass field with a help text, optional flag aliases and the values it allows:
-    `choices` (for a list field: allowed items) and `min` (smallest number; None stays allowed)."""
+    `choices` (for a list field: allowed items) and `min` (smallest number; None stays allowed);
+    `path`: its PathRole when it holds a path (what a recipe resolves, checks and fingerprints)."""
     metadata = {"help": help, "aliases": tuple(aliases), "choices": tuple(choices) if choices is not None else None,
                 "min": min}
+    if path is not None:
+        metadata["path"] = path
     if isinstance(default, (list, dict, set)):
         value = default
         return dataclasses.field(default_factory=lambda: type(value)(value), metadata=metadata, **kw)
@@ -62,7 +104,7 @@ def coerce(value: Any, tp: Any, key: str, source: str = "config") -> Any:
     if value is None or (optional and isinstance(value, str) and value.lower() in {"none", "null"}):
         if optional or inner is Any:
             return None
-        raise ConfigError(f"{source}: {key}: must not be empty")
+        raise ConfigError(f"{source}: {key}: must not be empty", key=key)
     origin = typing.get_origin(inner)
     try:
         if inner is Any:
@@ -101,7 +143,7 @@ def coerce(value: Any, tp: Any, key: str, source: str = "config") -> Any:
                 raise ValueError(f"expected a mapping, got {type(value).__name__}")
             return dict(value)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: {key}: {exc}") from None
+        raise ConfigError(f"{source}: {key}: {exc}", key=key) from None
     return value
 
 
@@ -113,9 +155,10 @@ def check_option(f: dataclasses.Field, value: Any, source: str = "config") -> No
     items = value if isinstance(value, (list, tuple)) else [value]
     for item in items:
         if choices is not None and item not in choices:
-            raise ConfigError(f"{source}: {f.name}: must be one of {', '.join(map(str, choices))}, got {item!r}")
+            raise ConfigError(f"{source}: {f.name}: must be one of {', '.join(map(str, choices))}, got {item!r}",
+                              key=f.name)
         if least is not None and isinstance(item, (int, float)) and item < least:
-            raise ConfigError(f"{source}: {f.name}: must be at least {least}, got {item}")
+            raise ConfigError(f"{source}: {f.name}: must be at least {least}, got {item}", key=f.name)
 
 
 def check_options(config: Any) -> None:
@@ -134,7 +177,17 @@ def same_option(cls: type, name: str, default: Any = dataclasses.MISSING, help: 
     if default is dataclasses.MISSING:
         default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
     return option(default, help=f.metadata.get("help", "") if help is None else help,
-                  aliases=f.metadata.get("aliases", ()), choices=f.metadata.get("choices"), min=f.metadata.get("min"))
+                  aliases=f.metadata.get("aliases", ()), choices=f.metadata.get("choices"), min=f.metadata.get("min"),
+                  path=f.metadata.get("path"))
+
+
+def path_roles(cls: type) -> dict[str, PathRole]:
+    """Field name (and each flag alias) -> PathRole, for the fields of a config class that hold paths."""
+    roles = {}
+    for f in dataclasses.fields(cls):
+        if (role := f.metadata.get("path")) is not None:
+            roles.update({name: role for name in (f.name, *(a.lstrip("-") for a in f.metadata.get("aliases", ())))})
+    return roles
 
 
 def _alias_keys_to_names(cls: type, values: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -145,7 +198,7 @@ def _alias_keys_to_names(cls: type, values: Mapping[str, Any], source: str) -> d
         name = by_alias.get(key, key)
         if name in out:
             raise ConfigError(f"{source}: {name}: given twice (as {name!r} and its alias {key!r})"
-                              if key != name else f"{source}: {name}: given twice")
+                              if key != name else f"{source}: {name}: given twice", key=name)
         out[name] = value
     return out
 
@@ -160,7 +213,7 @@ def build_config(cls: type, values: Mapping[str, Any], source: str = "config") -
         raise ConfigError(
             f"{source}: unknown key {unknown[0]!r} for {cls.__name__}"
             + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
-            + f"; known keys: {', '.join(sorted(names))}"
+            + f"; known keys: {', '.join(sorted(names))}", key=unknown[0]
         )
     kwargs = {k: coerce(v, hints[k], k, source) for k, v in values.items()}
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -169,7 +222,8 @@ def build_config(cls: type, values: Mapping[str, Any], source: str = "config") -
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a required field is missing
-        raise ConfigError(f"{source}: {exc}") from None
+        missing = re.search(r"argument: '(\w+)'", str(exc))
+        raise ConfigError(f"{source}: {exc}", key=missing.group(1) if missing else None) from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from subjectlm.config import ConfigError, check_options, option
+from subjectlm.config import DATA_FILES, OUTPUT, ConfigError, check_options, option
 from subjectlm.models import DTYPE_CHOICES
 
 JUDGE_MODES = ("score", "generate")
@@ -13,11 +13,12 @@ JUDGE_MODES = ("score", "generate")
 
 @dataclasses.dataclass
 class GenerateConfig:
-    output_dir: str = option(help="arena folder: prompts, answers, battles and results go here")
+    output_dir: str = option(help="arena folder: prompts, answers, battles and results go here", path=OUTPUT)
     models: list[str] = option([], help="NAME=PATH[@key=value...] per model; PATH may be `default`; keys: "
                                         "temperature, top_p, max_new_tokens, seed (e.g. hot=default@temperature=1.2)")
     prompts: Optional[str] = option(None, help="JSON lines with `prompt` and optional `id`, `category`, `reference` "
-                                               "(optional after the first run: the folder keeps its prompts)")
+                                               "(optional after the first run: the folder keeps its prompts)",
+                                      path=DATA_FILES)
     temperature: float = option(0.7, help="sampling temperature of models that do not set their own; 0 = greedy",
                                 min=0)
     top_p: float = option(0.9, help="nucleus sampling mass of models that do not set their own")

@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any, Optional
 
 from subjectlm.arena.config import GenerateConfig, JudgeConfig, ResultsConfig, check_top_p
-from subjectlm.config import ConfigError, check_options, option, same_option
+from subjectlm.config import MODEL, ConfigError, check_options, option, same_option
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -26,8 +26,10 @@ class ArenaStageConfig(GenerateConfig):
                                                                     "instead of base and tuned")
     prompts: Optional[str] = same_option(GenerateConfig, "prompts", help="JSON lines with `prompt` and optional "
                                                                          "`id`, `category`, `reference` (required)")
-    model: str = option("default", help="the tuned model (the recipe fills in the pipeline's current model)")
-    base_model: Optional[str] = option(None, help="the model it is compared with (the recipe fills in its start model)")
+    model: str = option("default", help="the tuned model (the recipe fills in the pipeline's current model)",
+                        path=MODEL)
+    base_model: Optional[str] = option(None, help="the model it is compared with (the recipe fills in its start model)",
+                                       path=MODEL)
     judge: str = same_option(JudgeConfig, "judge", "model:default",
                              help="`model:PATH_OR_URL` (a local model dir, `default`, or an OpenAI-compatible "
                                   "endpoint), or `reference` (the answer closer to the prompt's reference wins); "

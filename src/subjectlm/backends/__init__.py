@@ -8,12 +8,14 @@
     hf_batch.py        transformers: concurrent streams decoded together, step by step (`parallel` > 1)
     llamacpp.py        a GGUF through llama-cpp-python (open_llama, no torch on this path)
     vllm.py            vLLM's offline engine (GPU machines)
+    openai.py          any OpenAI-compatible server over HTTP (generate and stream; no scoring)
     score_tokens.py    pure token helpers for scoring: common prefix, a letter's token in context, lm-eval's split
     score_hf.py        HFScorer: next-token log-probs on transformers, the shared prefix computed once
     shared_prefix.py   attention for a batch that continues one shared prefix, without copying it
     continuations.py   HFScorer's cloze log-likelihoods of continuations, with two levels of reuse
     score_llamacpp.py  LlamaCppScorer: letter and cloze scores from a GGUF, llama.cpp's cells reused
     score_vllm.py      VLLMScorer: letter and cloze scores from vLLM's engine (raw log-probs)
+    score_rolling.py   windowed perplexity: the windows (pure), and the perplexity of text files on any backend
 
 A prompt is either a raw string (a completion) or a list of chat messages, which the
 backend renders with the model's own chat template. `stream` yields `Piece`s and ends with
@@ -21,9 +23,11 @@ one that carries the finish reason and token counts; it checks a `cancel` event 
 tokens, so a caller that goes away (a disconnected HTTP client, a timeout, SIGTERM) frees
 the model within one token. One generation runs at a time per backend (a lock).
 
-Scoring (`score_next`, `score_continuations`, `chat_prompt`) is a method of the same object: the
-first call makes the backend's scorer (score_*.py) over the model it already loaded, so one model
-in memory both generates and scores. Scores are raw log-probs from the logits, never a sampler's.
+Scoring (`score_next`, `loglikelihood`, `score_continuations`, `score_rolling`, `chat_prompt`) is a method
+of the same object: the first call makes the backend's scorer (score_*.py) over the model it already
+loaded, so one model in memory both generates and scores. Scores are raw log-probs from the logits,
+never a sampler's. Every log-likelihood (exam cloze, QA references, the arena's judge, perplexity) is
+one of these calls, so each works the same on every backend.
 """
 
 from __future__ import annotations
@@ -31,11 +35,11 @@ from __future__ import annotations
 import dataclasses
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Protocol, Sequence, Union
+from typing import Any, Iterator, Mapping, NamedTuple, Protocol, Sequence, Union
 
 from subjectlm.errors import UserError
 
-BACKENDS = ("auto", "hf", "llamacpp", "vllm")
+BACKENDS = ("auto", "hf", "llamacpp", "vllm", "openai")
 
 Messages = Sequence[Mapping[str, str]]
 Prompt = Union[str, Messages]  # str: raw completion; messages: rendered with the chat template
@@ -56,6 +60,13 @@ class Piece:
     finish_reason: str | None = None  # "stop" | "length" | "cancelled" on the last piece
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+
+class LogLikelihood(NamedTuple):
+    """A summed log-probability (nats) and how many tokens it sums over; unpacks as (logprob, tokens)."""
+
+    logprob: float
+    tokens: int
 
 
 @dataclasses.dataclass
@@ -87,12 +98,26 @@ class Backend(Protocol):
         Prompts that share a leading token prefix (the header and shots of one subject) are
         answered with that prefix computed once."""
 
+    def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                      add_special_tokens: bool = True, move_whitespace: bool = True) -> list[list[LogLikelihood]]:
+        """For each context, each of its continuations' summed token log-probability and token count
+        (lm-eval's `loglikelihood`).
+
+        Tokens are split as lm-eval splits them (score_tokens.encode_pair): whitespace at the end of the
+        context moves to the front of the continuation, context and context+continuation are tokenized
+        apart, the continuation being what the whole adds after the context's tokens
+        (`move_whitespace=False`: trailing whitespace stays in the context). A continuation with no
+        tokens of its own gets (-inf, 0)."""
+
     def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
                             add_special_tokens: bool = True) -> list[list[float]]:
-        """Cloze: for each context, the summed log-probability of each of its continuations' tokens.
+        """Cloze: `loglikelihood`'s summed log-probabilities alone."""
 
-        Tokens are split as lm-eval splits them: context and context+continuation tokenized
-        apart, the continuation being what the whole adds after the context's tokens."""
+    def score_rolling(self, texts: Sequence[str], max_length: int | None = None, stride: int | None = None,
+                      prefix: bool = True) -> list[LogLikelihood]:
+        """Each whole text's summed token log-probability and token count, read in windows (lm-eval's
+        `loglikelihood_rolling`; perplexity = exp(-sum / count)). The windows and the first token's
+        context are defined exactly in score_rolling.py (`rolling_windows`, `rolling_tokens`)."""
 
     def close(self) -> None:
         """Free the model's memory now."""
@@ -127,11 +152,22 @@ class Scores:
         with self.lock:
             return scorer.score_next(prompts, continuations, add_special_tokens)
 
-    def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
-                            add_special_tokens: bool = True) -> list[list[float]]:
+    def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                      add_special_tokens: bool = True, move_whitespace: bool = True) -> list[list[LogLikelihood]]:
         scorer = self.scorer
         with self.lock:
-            return scorer.score_continuations(contexts, continuations, add_special_tokens)
+            return scorer.loglikelihood(contexts, continuations, add_special_tokens, move_whitespace)
+
+    def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                            add_special_tokens: bool = True) -> list[list[float]]:
+        return [[score.logprob for score in row]
+                for row in self.loglikelihood(contexts, continuations, add_special_tokens)]
+
+    def score_rolling(self, texts: Sequence[str], max_length: int | None = None, stride: int | None = None,
+                      prefix: bool = True) -> list[LogLikelihood]:
+        scorer = self.scorer
+        with self.lock:
+            return scorer.score_rolling(texts, max_length, stride, prefix)
 
 
 def answer_of(pieces: Iterator[Piece]) -> Answer:
@@ -154,8 +190,11 @@ def per_prompt(params: GenParams | Sequence[GenParams], n: int) -> list[GenParam
 
 def open_backend(model: str | Path, backend: str = "auto", *, n_ctx: int = 4096, dtype: str | None = None,
                  device: str | None = None, batch_size: int = 8, parallel: int = 1,
-                 trust_remote_code: bool = False) -> Backend:
-    """`auto`: a .gguf file runs on llama.cpp, a model directory (or `default`) on transformers.
+                 trust_remote_code: bool = False, served_model: str | None = None, api_key_env: str | None = None,
+                 concurrency: int = 8, timeout: float = 120.0, max_retries: int = 5) -> Backend:
+    """`auto`: a .gguf file runs on llama.cpp, a model directory (or `default`) on transformers, an http(s)
+    URL on an OpenAI-compatible server (openai.py: `served_model` is the model name sent, the API key is read
+    from the environment variable `api_key_env`, `concurrency` requests in flight, `timeout` seconds each).
 
     `n_ctx` is llama.cpp's context; `device`, `batch_size` (generate and scores) and `parallel` (concurrent
     streams decoded together) are for hf; `dtype` for hf (default fp32) and vLLM (default: the checkpoint's).
@@ -163,8 +202,14 @@ def open_backend(model: str | Path, backend: str = "auto", *, n_ctx: int = 4096,
     from subjectlm.config import ConfigError
 
     is_gguf = str(model).endswith(".gguf")
+    is_url = str(model).startswith(("http://", "https://"))
     if backend == "auto":
-        backend = "llamacpp" if is_gguf else "hf"
+        backend = "openai" if is_url else "llamacpp" if is_gguf else "hf"
+    if backend == "openai":
+        from subjectlm.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(str(model), served_model, api_key_env=api_key_env, concurrency=concurrency,
+                             timeout=timeout, max_retries=max_retries)
     if backend == "llamacpp":
         if not is_gguf:
             raise ConfigError(f"backend: llamacpp needs a .gguf file (export one with `subjectlm export gguf`), got {model}")

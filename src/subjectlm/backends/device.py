@@ -8,3 +8,10 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str | None) -> str:
+    """The weights' dtype when the user does not say: the checkpoint's own ("auto") on a GPU, fp32 on the
+    CPU (bf16/fp16 matmuls there are slow or unsupported); `device` None means default_device()'s."""
+    device = device or default_device()
+    return "fp32" if device == "cpu" or device.startswith("cpu:") else "auto"

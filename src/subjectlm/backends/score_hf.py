@@ -23,7 +23,13 @@ import copy
 import inspect
 from typing import Sequence
 
-from subjectlm.backends.score_tokens import TokenizerText, common_prefix_length, encode_requests
+from subjectlm.backends.score_tokens import (
+    ContinuationSums,
+    TokenizerText,
+    common_prefix_length,
+    encode_requests,
+    with_counts,
+)
 from subjectlm.backends.shared_prefix import PackedRows, plain_cache_layers, prefix_key_values, register_shared_prefix
 
 
@@ -60,7 +66,14 @@ def _shared_prefix_ok(model) -> bool:
     return bool(getattr(model, "_can_set_attn_implementation", lambda: False)())
 
 
-class HFScorer(TokenizerText):
+def _scored_sum(logits, targets):
+    """Summed log-softmax of each row of logits [N, V] at its target token (float32)."""
+    import torch
+
+    return -torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+
+
+class HFScorer(ContinuationSums, TokenizerText):
     """Scoring over an already loaded transformers model and tokenizer (the generation backend's own)."""
 
     def __init__(self, model, tokenizer, device, batch_size: int = 8, prefix_reuse: bool = True):
@@ -136,13 +149,45 @@ class HFScorer(TokenizerText):
             out = self.model(input_ids=tokens, use_cache=True)
         return getattr(out, "cache", None) or getattr(out, "past_key_values", None)
 
-    def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
-                            add_special_tokens: bool = True) -> list[list[float]]:
-        """Cloze: for each context, the summed log-prob of each of its continuations (continuations.py)."""
+    def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                      add_special_tokens: bool = True, move_whitespace: bool = True) -> list:
+        """For each context, each continuation's summed log-prob and token count (continuations.py)."""
         from subjectlm.backends.continuations import continuation_logprobs
 
-        context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens)
-        return continuation_logprobs(self, context_ids, option_ids)
+        context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens,
+                                                  move_whitespace)
+        return with_counts(continuation_logprobs(self, context_ids, option_ids), option_ids)
+
+    def score_rolling(self, texts: Sequence[str], max_length: int | None = None, stride: int | None = None,
+                      prefix: bool = True) -> list:
+        """Each text's summed log-prob and token count, read in windows (score_rolling.py); windows
+        default to the model's context (max_position_embeddings)."""
+        from subjectlm.backends.score_rolling import window_settings
+
+        context = getattr(self.model.config, "max_position_embeddings", None) or 2048
+        max_length, stride = window_settings(max_length, stride, context)
+        return [self.rolling_logprob(self.rolling_tokens(text, prefix), max_length, stride) for text in texts]
+
+    def rolling_logprob(self, ids: Sequence[int], max_length: int, stride: int):
+        """Summed log-prob and count of the tokens of `ids` that score_rolling.rolling_windows counts: one
+        forward per window (no padding), only the counted positions projected onto the vocabulary."""
+        import torch
+
+        from subjectlm.backends import LogLikelihood
+        from subjectlm.backends.score_rolling import rolling_windows
+
+        total, count = 0.0, 0
+        with torch.inference_mode():
+            for begin, end, new in rolling_windows(len(ids), max_length, stride):
+                window = torch.tensor([list(ids[begin:end])], device=self.device)
+                try:  # the last `new` positions predict the counted tokens
+                    logits = self.model(input_ids=window, logits_to_keep=new).logits[0]
+                except TypeError:  # a model class without logits_to_keep
+                    logits = self.model(input_ids=window).logits[0, -new:]
+                targets = torch.tensor(list(ids[end + 1 - new:end + 1]), device=logits.device)
+                total += float(_scored_sum(logits, targets))
+                count += new
+        return LogLikelihood(total, count)
 
     def _forward_packed(self, suffixes: list[Sequence[int]], prefix_len: int, shared):
         """Log-probs after each suffix, the suffixes packed end to end in one row (no padding tokens, so no

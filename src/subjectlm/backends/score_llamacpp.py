@@ -6,7 +6,7 @@ the context is cut back to the prefix (`n_tokens`; `eval` drops the KV cells
 after it) and only the question's tokens are decoded. Logits are the context's raw
 last-token logits, never a sampler's.
 
-Cloze (`score_continuations`) reuses two levels the same way: the subject prefix once,
+Cloze (`loglikelihood`, `score_continuations`) reuses two levels the same way: the subject prefix once,
 each question once, and each option decoded in one batch after the question's cells
 (the previous option's cells dropped first), with logits kept for the option's positions
 only: the Llama object keeps `logits_all=False` (a vocabulary row per position of an 8k
@@ -16,6 +16,9 @@ the default Q4_1 file such sums drifted by up to 0.3 from one batched decode of 
 text. So a multi-token option is decoded together with the question's last token
 (re-decoded at its own position), a batch of at least two; a one-token option is read
 from the question's own decode.
+
+Whole texts (`score_rolling`, windows as in score_rolling.py): each window is decoded from an empty
+context, n_batch tokens at a time, with logits asked for only at the positions whose next token counts.
 """
 
 from __future__ import annotations
@@ -23,7 +26,13 @@ from __future__ import annotations
 from typing import Sequence
 
 from subjectlm.backends import BackendUnavailable
-from subjectlm.backends.score_tokens import ContinuationIds, common_prefix_length, encode_requests
+from subjectlm.backends.score_tokens import (
+    ContinuationIds,
+    ContinuationSums,
+    common_prefix_length,
+    encode_requests,
+    with_counts,
+)
 from subjectlm.backends.text import chat_text
 
 
@@ -46,7 +55,7 @@ class GGUFTemplate:
             bos_token=self._special(self.llm.token_bos()), eos_token=self._special(self.llm.token_eos()))
 
 
-class LlamaCppScorer:
+class LlamaCppScorer(ContinuationSums):
     """Scoring over llamacpp.py's already opened llama_cpp.Llama (one model in memory for both)."""
 
     def __init__(self, llm, prefix_reuse: bool = True):
@@ -113,9 +122,14 @@ class LlamaCppScorer:
         llm.n_tokens = start  # the option's cells are not the context's: the next eval drops them
         return self._log_softmax(len(tokens))
 
-    def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
-                            add_special_tokens: bool = True) -> list[list[float]]:
-        context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens)
+    def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                      add_special_tokens: bool = True, move_whitespace: bool = True) -> list:
+        """For each context, each continuation's summed log-prob and token count."""
+        context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens,
+                                                  move_whitespace)
+        return with_counts(self._continuation_sums(context_ids, option_ids), option_ids)
+
+    def _continuation_sums(self, context_ids, option_ids) -> list[list[float]]:
         prefix_len = self._eval_shared_prefix(context_ids)
         out = []
         for context, options in zip(context_ids, option_ids):
@@ -133,3 +147,45 @@ class LlamaCppScorer:
                 row.append(float(sum(logprobs[k, t] for k, t in enumerate(tokens))))
             out.append(row)
         return out
+
+    def score_rolling(self, texts: Sequence[str], max_length: int | None = None, stride: int | None = None,
+                      prefix: bool = True) -> list:
+        """Each text's summed log-prob and token count, read in windows (score_rolling.py); windows default
+        to the context llama.cpp was opened with (n_ctx), which they may not exceed."""
+        from subjectlm.backends.score_rolling import rolling_tokens, window_settings
+
+        max_length, stride = window_settings(max_length, stride, self.llm.n_ctx())
+        if max_length > self.llm.n_ctx():
+            raise BackendUnavailable(f"windows of {max_length} tokens exceed llama.cpp's context n_ctx="
+                                     f"{self.llm.n_ctx()}: open the model with a larger n_ctx")
+        bos, eos = self.llm.token_bos(), self.llm.token_eos()
+        return [self.rolling_logprob(rolling_tokens(self.encode, text, prefix, bos, eos), max_length, stride)
+                for text in texts]
+
+    def rolling_logprob(self, ids: Sequence[int], max_length: int, stride: int):
+        """Summed log-prob and count of the tokens of `ids` that score_rolling.rolling_windows counts: each
+        window decoded from an empty context in batches of n_batch, logits kept for the counted positions."""
+        from subjectlm.backends import LogLikelihood
+        from subjectlm.backends.score_rolling import rolling_windows
+
+        llm, total, count = self.llm, 0.0, 0
+        for begin, end, new in rolling_windows(len(ids), max_length, stride):
+            window = list(ids[begin:end])
+            llm.reset()
+            llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+            for start in range(0, len(window), llm.n_batch):
+                chunk = window[start:start + llm.n_batch]
+                # logits only for the positions that predict a counted token (a vocabulary row each)
+                first_kept = max(0, len(window) - new - start)
+                llm._batch.set_batch(batch=chunk, n_past=start, logits_all=False)
+                for k in range(len(chunk)):
+                    llm._batch.batch.logits[k] = k >= first_kept
+                llm._ctx.decode(llm._batch)
+                kept = len(chunk) - min(first_kept, len(chunk))
+                if kept:
+                    logprobs = self._log_softmax(kept)
+                    targets = ids[begin + start + len(chunk) - kept + 1: begin + start + len(chunk) + 1]
+                    total += float(sum(logprobs[k, t] for k, t in enumerate(targets)))
+            count += new
+        llm.reset()
+        return LogLikelihood(total, count)

@@ -1,8 +1,8 @@
 """Pure token helpers for scoring, shared by every scorer (no torch: the GGUF path imports this).
 
-A scorer answers two kinds of request: the log-prob of each continuation's *first* token right
-after a prompt (letter mode), and the summed log-prob of each continuation's tokens after a
-context (cloze). Both need the same care at the boundary between prompt and continuation, which
+A scorer answers three kinds of request: the log-prob of each continuation's *first* token right
+after a prompt (letter mode), the summed log-prob of each continuation's tokens after a context
+(cloze, QA references, the judge), and whole texts read in windows (perplexity, score_rolling.py). Both need the same care at the boundary between prompt and continuation, which
 is tokenization and lives here; the forwards live in score_hf.py, score_llamacpp.py, score_vllm.py.
 """
 
@@ -65,14 +65,16 @@ class ContinuationIds:
         return self._cache[key]
 
 
-def encode_pair(encode: Encode, context: str, continuation: str,
-                add_special_tokens: bool = True) -> tuple[list[int], list[int]]:
+def encode_pair(encode: Encode, context: str, continuation: str, add_special_tokens: bool = True,
+                move_whitespace: bool = True) -> tuple[list[int], list[int]]:
     """Context tokens and continuation tokens, split as lm-eval splits them (`HFLM._encode_pair`):
     whitespace at the end of the context moves to the front of the continuation, context and
     context+continuation are tokenized apart, and the continuation is what the whole adds after
-    the context's token count (so a BPE merge across the boundary cannot shift the context)."""
+    the context's token count (so a BPE merge across the boundary cannot shift the context).
+    `move_whitespace=False` leaves the context's trailing whitespace in the context (a chat
+    template's newline after the assistant header belongs to the template, not to the answer)."""
     spaces = len(context) - len(context.rstrip())
-    if spaces:
+    if spaces and move_whitespace:
         context, continuation = context[:-spaces], context[-spaces:] + continuation
     context_ids = encode(context, add_special_tokens)
     whole = encode(context + continuation, add_special_tokens)
@@ -80,14 +82,32 @@ def encode_pair(encode: Encode, context: str, continuation: str,
 
 
 def encode_requests(encode: Encode, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
-                    add_special_tokens: bool = True) -> tuple[list[list[int]], list[list[list[int]]]]:
+                    add_special_tokens: bool = True,
+                    move_whitespace: bool = True) -> tuple[list[list[int]], list[list[list[int]]]]:
     """Per context its tokens, and per option its continuation tokens."""
     context_ids, option_ids = [], []
     for context, options in zip(contexts, continuations):
-        pairs = [encode_pair(encode, context, option, add_special_tokens) for option in options]
+        pairs = [encode_pair(encode, context, option, add_special_tokens, move_whitespace) for option in options]
         context_ids.append(pairs[0][0] if pairs else encode(context, add_special_tokens))
         option_ids.append([ids for _, ids in pairs])
     return context_ids, option_ids
+
+
+class ContinuationSums:
+    """`score_continuations` (the cloze sums alone) for a scorer that has `loglikelihood`."""
+
+    def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                            add_special_tokens: bool = True) -> list[list[float]]:
+        return [[score.logprob for score in row]
+                for row in self.loglikelihood(contexts, continuations, add_special_tokens)]
+
+
+def with_counts(sums: Sequence[Sequence[float]], option_ids: Sequence[Sequence[Sequence[int]]]) -> list:
+    """Each summed log-prob beside its continuation's token count, as LogLikelihoods."""
+    from subjectlm.backends import LogLikelihood
+
+    return [[LogLikelihood(float(s), len(ids)) for s, ids in zip(row, options)]
+            for row, options in zip(sums, option_ids)]
 
 
 class TokenizerText:
@@ -99,6 +119,13 @@ class TokenizerText:
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def rolling_tokens(self, text: str, prefix: bool) -> list[int]:
+        """The tokens score_rolling reads a text as (score_rolling.rolling_tokens): lm-eval's prefix is
+        the tokenizer's BOS, or its EOS when it has none."""
+        from subjectlm.backends.score_rolling import rolling_tokens
+
+        return rolling_tokens(self.encode, text, prefix, self.tokenizer.bos_token_id, self.tokenizer.eos_token_id)
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
         from subjectlm.backends import BackendUnavailable

@@ -13,6 +13,8 @@ continuation's are summed. Tokens split as in the hf scorer (score_tokens.encode
 does not read cached prefix blocks for a request that asks for prompt log-probs (they need every
 position's logits), so cloze here recomputes each prompt: correct, not fast.
 
+Whole texts (`score_rolling`): one prompt-logprob request per window (score_rolling.py's windows).
+
 Not run on this project's CPU-only machines: a unit test drives the glue through a stand-in engine.
 """
 
@@ -20,10 +22,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from subjectlm.backends.score_tokens import TokenizerText, encode_requests
+from subjectlm.backends.score_tokens import ContinuationSums, TokenizerText, encode_requests, with_counts
 
 
-class VLLMScorer(TokenizerText):
+class VLLMScorer(ContinuationSums, TokenizerText):
     """Scoring over vllm.py's already started engine (one engine for generation and scores)."""
 
     def __init__(self, vllm, llm):
@@ -52,9 +54,14 @@ class VLLMScorer(TokenizerText):
             scores.append(row)
         return scores
 
-    def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
-                            add_special_tokens: bool = True) -> list[list[float]]:
-        context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens)
+    def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                      add_special_tokens: bool = True, move_whitespace: bool = True) -> list:
+        """For each context, each continuation's summed log-prob and token count."""
+        context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens,
+                                                  move_whitespace)
+        return with_counts(self._continuation_sums(context_ids, option_ids), option_ids)
+
+    def _continuation_sums(self, context_ids, option_ids) -> list[list[float]]:
         requests, spans = [], []
         for context, options in zip(context_ids, option_ids):
             for tokens in options:
@@ -75,3 +82,29 @@ class VLLMScorer(TokenizerText):
                 row.append(sum(float(steps[len(context) + k][t].logprob) for k, t in enumerate(tokens)))
             scores.append(row)
         return scores
+
+    def score_rolling(self, texts: Sequence[str], max_length: int | None = None, stride: int | None = None,
+                      prefix: bool = True) -> list:
+        """Each text's summed log-prob and token count, read in windows (score_rolling.py): one request
+        per window, its prompt the window plus the last token it predicts, `prompt_logprobs=0`."""
+        from subjectlm.backends import LogLikelihood
+        from subjectlm.backends.score_rolling import rolling_windows, window_settings
+
+        if max_length is None:  # the prompt is a window plus one token: both must fit the engine's length
+            max_length = self.llm.llm_engine.model_config.max_model_len - 1
+        max_length, stride = window_settings(max_length, stride, max_length)
+        requests, counted = [], []
+        for t, text in enumerate(texts):
+            ids = self.rolling_tokens(text, prefix)
+            for begin, end, new in rolling_windows(len(ids), max_length, stride):
+                requests.append({"prompt_token_ids": list(ids[begin:end + 1])})
+                counted.append((t, new))
+        params = self.vllm.SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outputs = self.llm.generate(requests, params, use_tqdm=False) if requests else []
+        totals, counts = [0.0] * len(texts), [0] * len(texts)
+        for output, request, (t, new) in zip(outputs, requests, counted):
+            ids = request["prompt_token_ids"]
+            steps = output.prompt_logprobs  # {token id: Logprob} per prompt position (None at 0)
+            totals[t] += sum(float(steps[k][ids[k]].logprob) for k in range(len(ids) - new, len(ids)))
+            counts[t] += new
+        return [LogLikelihood(total, n) for total, n in zip(totals, counts)]

@@ -60,15 +60,11 @@ def _judge(args: argparse.Namespace) -> int:
             print(f"{out['judged']} battles judged by reference{note}")
             return
         from subjectlm.arena.judge_model import run_model_judge
+        from subjectlm.backends.openai import EndpointError
 
         try:
-            import httpx
-            endpoint_errors: tuple[type[BaseException], ...] = (httpx.HTTPError,)
-        except ImportError:  # only an endpoint judge needs httpx
-            endpoint_errors = ()
-        try:
             out = run_model_judge(config)
-        except endpoint_errors as exc:
+        except EndpointError as exc:  # after the backend's retries
             raise UserError(f"judge endpoint: {exc}") from exc
         note = f" ({out['unparsed']} replies named no verdict: recorded as ties)" if out["unparsed"] else ""
         print(f"{out['judged']} battles judged by {config.judge}{note}")

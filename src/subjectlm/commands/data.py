@@ -1,4 +1,5 @@
-"""`subjectlm data check --kind pt|sft|dpo|exam PATH... [--model M] [--strict]`: validate data and report on it."""
+"""`subjectlm data check --kind pt|sft|dpo|exam PATH... [--model M] [--strict]`: validate data and report on it.
+`subjectlm data overlap --train PATH... --eval PATH... [--strict]`: evaluation items found in the training data."""
 
 from __future__ import annotations
 
@@ -26,7 +27,47 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                        help=".txt files: one document per line or per blank-line paragraph (auto: paragraphs if blank lines separate text)")
     check.add_argument("--json", dest="as_json", action="store_true", help="print the report as JSON")
     check.set_defaults(func=run_check)
+    add_overlap_parser(actions)
     return parser
+
+
+def add_overlap_parser(actions) -> None:
+    import dataclasses
+
+    from subjectlm.data.overlap import OverlapConfig
+
+    overlap = actions.add_parser(
+        "overlap", help="find evaluation items (exam, QA, arena prompts, held-out text) that sit in the training data",
+        description="For every evaluation item: the longest run of tokens it shares with the training data (words; "
+                    "Chinese/Japanese characters; after normalising case, whitespace and full-/half-width forms) and its "
+                    "most similar training record (Jaccard of token shingles). Items at or over either threshold are "
+                    "flagged with the evaluation file:line and the training file:line they matched. Exit status: 0, "
+                    "or 1 under --strict when anything is flagged; 2 a usage error.")
+    overlap.add_argument("--train", nargs="+", required=True, metavar="PATH",
+                         help="training data as pt/sft/dpo read it: files or directories")
+    overlap.add_argument("--eval", nargs="+", required=True, metavar="PATH",
+                         help="exam directories (C-Eval/CMMLU/MMLU layout), QA .jsonl, arena prompts .jsonl, held-out .txt")
+    for f in dataclasses.fields(OverlapConfig):  # defaults live in OverlapConfig; None here means "not given"
+        overlap.add_argument(f"--{f.name}", type=type(f.default), choices=f.metadata["choices"],
+                             help=f"{f.metadata['help']} (default {f.default})")
+    overlap.add_argument("--output", metavar="FILE.json", help="also write the full report as JSON (as leakage.json)")
+    overlap.add_argument("--strict", action="store_true", help="exit with status 1 when any item is flagged")
+    overlap.set_defaults(func=run_overlap)
+
+
+def run_overlap(args: argparse.Namespace) -> int:
+    import dataclasses
+    import sys
+
+    from subjectlm.data.overlap import OverlapConfig, find_overlap
+    from subjectlm.io import write_json
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(OverlapConfig) if getattr(args, f.name) is not None}
+    report = find_overlap(args.train, args.eval, OverlapConfig(**given), log=lambda line: print(line, file=sys.stderr))
+    print(report.format())
+    if args.output:
+        write_json(args.output, report.to_json())
+    return 1 if args.strict and report.flagged else 0
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -40,9 +40,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     qa.set_defaults(func=run_qa_command)
 
     cmp = actions.add_parser("compare", help="per-subject/category accuracy deltas of two exam runs, with McNemar test "
-                                             "(two `eval qa` runs: per-score bootstrap CIs and sign tests)",
+                                             "(two `eval qa` runs: per-score bootstrap CIs and sign tests; two "
+                                             "`eval ppl --output` JSON files: perplexity ratios)",
                              description="Compare two `eval exam` output dirs question by question "
-                                         "(exact McNemar test on the questions both answered).")
+                                         "(exact McNemar test on the questions both answered, bootstrap interval "
+                                         "of each delta). Run it on a general exam (C-Eval, CMMLU, MMLU) answered "
+                                         "by the start and the tuned model to see what the tuning cost; two "
+                                         "`eval ppl --output` files give the perplexity ratio B / A per file.")
     cmp.add_argument("run_a", metavar="RUN_A", help="output dir of the first run (e.g. the base model)")
     cmp.add_argument("run_b", metavar="RUN_B", help="output dir of the second run (e.g. the tuned model)")
     cmp.add_argument("--output_dir", default=None, help="where compare.json/.md/.png go (default: RUN_B/compare)")
@@ -79,6 +83,13 @@ def run_compare_command(args: argparse.Namespace) -> int:
     from subjectlm.eval.compare import compare_runs, render_markdown
     from subjectlm.eval.qa_compare import compare_qa_runs, is_qa_run
 
+    if all(str(p).endswith(".json") for p in (args.run_a, args.run_b)):  # two `eval ppl --output` files: ratios
+        from subjectlm.eval.compare import compare_ppl_files, render_ppl_markdown
+
+        result = compare_ppl_files(args.run_a, args.run_b, args.output_dir)
+        print(render_ppl_markdown(result), end="")
+        print(f"outputs in {result['output_dir']}")
+        return 0
     if is_qa_run(args.run_a) and is_qa_run(args.run_b):  # two `eval qa` runs: per-score CIs and sign tests
         from subjectlm.eval.qa_compare import render_markdown as qa_markdown
 

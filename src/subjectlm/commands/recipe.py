@@ -19,12 +19,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     if args.dry_run:
-        from subjectlm.recipe_check import check_recipe
+        from subjectlm.pipeline.plan import plan
 
-        report = check_recipe(args.recipe, force=args.force, only=args.only)
-        print(report.format())
-        return 0 if report.ok else 1
-    from subjectlm.recipe import run_recipe
+        planned = plan(args.recipe, force=args.force, only=args.only)
+        print(planned.format())
+        return 0 if planned.ok else 1
+    from subjectlm.pipeline.execute import run_recipe
 
     outcomes = run_recipe(args.recipe, force=args.force, only=args.only)
     print("\nsummary")

@@ -1,6 +1,7 @@
 """The data layer shared by every stage: read files, validate records, normalize formats.
 
-    load_pt(paths)  -> Loaded(items=[str, ...])                 pre-training documents
+    load_pt(paths)  -> Loaded(items=[str | Conversation, ...])  pre-training documents (instruction
+                                                                records too: pt renders them as text)
     load_sft(paths) -> Loaded(items=[Conversation, ...])        instruction data, any format
     load_dpo(paths) -> Loaded(items=[PreferencePair, ...])      preference pairs
 
@@ -13,6 +14,7 @@ record format: an alpaca record in a file of sharegpt records is an error naming
     readers.py   files -> raw records with line numbers (.jsonl .json .txt .parquet), fingerprints
     formats.py   record formats (alpaca, sharegpt, messages, preference pairs) -> one shape per kind
     check.py     `subjectlm data check`: counts, lengths, duplicates and every problem
+    mix.py       weighted sources (`data: [corpus/, {path: general.jsonl, weight: 0.2}]`): parse and draw
     errors.py    Problem (file:line: field: message), DataError, DataFileNotFoundError
 """
 
@@ -56,7 +58,17 @@ class Loaded:
         return text
 
 
-def _to_pt(raw: RawRecord) -> str:
+INSTRUCTION_KEYS = ("instruction", "conversations", "messages")  # what marks an alpaca/sharegpt/messages record
+
+
+def _is_instruction(value: Any) -> bool:
+    return isinstance(value, dict) and "text" not in value and any(k in value for k in INSTRUCTION_KEYS)
+
+
+def _to_pt(raw: RawRecord) -> str | Conversation:
+    """A document: text, or an instruction record as a Conversation (pt renders it through the chat template)."""
+    if _is_instruction(raw.value):
+        return to_conversation(raw.value, raw.source)
     text = to_document(raw.value)
     if not text.strip():
         raise RecordError("text", "empty")
@@ -72,8 +84,10 @@ KINDS: dict[str, Callable[[RawRecord], Any]] = {
 
 def record_format(kind: str, value: Any) -> str | None:
     """The layout of one instruction or preference record (alpaca, sharegpt, messages, prompt/chosen/rejected)."""
-    if kind == "pt" or not isinstance(value, dict):
+    if not isinstance(value, dict):
         return None
+    if kind == "pt":  # a text record, or an instruction record rendered as text
+        return detect_format(value) if _is_instruction(value) else "text"
     if kind == "sft":
         try:
             return detect_format(value)
@@ -137,8 +151,9 @@ def load_dpo(paths: Iterable[str | Path], skip_invalid: bool = False) -> Loaded:
 
 
 def iter_pt_documents(paths: Iterable[str | Path], txt_mode: str = "auto", skip_invalid: bool = False,
-                      on_skip: Callable[[Problem], None] | None = None) -> Iterator[str]:
-    """Stream documents for corpora larger than memory; a bad record raises unless skip_invalid."""
+                      on_skip: Callable[[Problem], None] | None = None) -> Iterator[str | Conversation]:
+    """Stream documents for corpora larger than memory (instruction records as Conversations, which pt
+    renders as text); a bad record raises unless skip_invalid."""
     for _raw, value, problem in iter_records("pt", paths, txt_mode):
         if problem is not None and problem.warning:
             continue  # read anyway; `data check` lists it

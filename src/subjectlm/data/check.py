@@ -97,9 +97,9 @@ class CheckReport:
 
 def _render(kind: str, value: Any, tokenizer: Any) -> str:
     """The text whose length matters for training: the chat-formatted conversation for sft/dpo."""
-    if kind == "pt":
+    if kind == "pt" and isinstance(value, str):
         return value
-    if kind == "sft":
+    if kind in ("pt", "sft"):  # pt: an instruction record, trained as its rendered conversation
         messages = value.messages
     else:
         messages = value.prompt + [{"role": "assistant", "content": max(value.chosen, value.rejected, key=len)}]
@@ -109,9 +109,9 @@ def _render(kind: str, value: Any, tokenizer: Any) -> str:
 
 
 def _content_key(kind: str, value: Any) -> str:
-    if kind == "pt":
+    if kind == "pt" and isinstance(value, str):
         payload: Any = value
-    elif kind == "sft":
+    elif kind in ("pt", "sft"):
         payload = value.messages
     else:
         payload = [value.prompt, value.chosen, value.rejected]

@@ -7,9 +7,21 @@ one run, wrong in the other), b went A-right/B-wrong and c the reverse; under "n
 difference" b ~ Binomial(n, 1/2), and the two-sided p-value is
 min(1, 2 · P(X ≤ min(b, c))). Computed with integers, exactly.
 
+Every group also carries `delta_ci`: the 95% paired-bootstrap interval of the
+delta (questions resampled with replacement, 2000 rounds, seed 0), so a retention
+check can say how large a drop could be, not only whether it is significant.
+
 Runs scored in several modes (`--scoring both`) are compared in every mode both
 carry, each with its own McNemar test: `result["modes"][mode]`. The top level is
 the primary mode's (letter when both runs have it), as before scoring modes.
+
+Categories are C-Eval's four, then any other a subject_mapping.json names. An exam
+with a `control` category (questions on facts the training withheld, as `subjectlm
+synth` writes them) also gets `control`: {"taught": ..., "control": ...}: a gain on
+the control questions means the exam can be guessed, not that the model learned.
+
+Two `eval ppl --output` files compare as perplexity ratios (B / A), per file and
+overall: `compare_ppl_files`.
 """
 
 from __future__ import annotations
@@ -22,7 +34,9 @@ from subjectlm.errors import UserError
 from subjectlm.eval.cloze import LETTER, mode_result, primary_mode
 from subjectlm.eval.exams import CATEGORIES
 from subjectlm.io import atomic_file, write_json, write_text
-from subjectlm.scoring.stats import exact_binomial_p
+from subjectlm.scoring.stats import exact_binomial_p, paired_bootstrap_ci
+
+CONTROL = "control"  # the category of questions on facts the training never saw (subjectlm synth)
 
 
 class CompareError(UserError, ValueError):
@@ -64,8 +78,9 @@ def paired_stats(pairs: list[tuple[bool, bool]]) -> dict[str, Any]:
     b_ = sum(y for _, y in pairs)
     only_a = sum(1 for x, y in pairs if x and not y)
     only_b = sum(1 for x, y in pairs if y and not x)
+    boot = paired_bootstrap_ci([float(x) for x, _ in pairs], [float(y) for _, y in pairs])
     return {"n": n, "acc_a": a / n if n else None, "acc_b": b_ / n if n else None,
-            "delta": (b_ - a) / n if n else None, "a_only": only_a, "b_only": only_b,
+            "delta": (b_ - a) / n if n else None, "delta_ci": boot["ci"], "a_only": only_a, "b_only": only_b,
             "p_value": mcnemar_exact(only_a, only_b)}
 
 
@@ -79,14 +94,19 @@ def compare(summary_a: dict, graded_a: dict, summary_b: dict, graded_b: dict) ->
         return paired_stats([(graded_a[k], graded_b[k]) for k in keys])
 
     subjects = sorted({s for s, _ in common})
-    return {
+    present = {category.get(s) for s in subjects}
+    names = [c for c in CATEGORIES if c in present] + sorted(c for c in present if c and c not in CATEGORIES)
+    result = {
         "run_a": summary_a.get("model"), "run_b": summary_b.get("model"),
         "test": "exact McNemar (two-sided binomial on discordant pairs)",
         "subjects": {s: stats([k for k in common if k[0] == s]) for s in subjects},
-        "categories": {c: stats([k for k in common if category.get(k[0]) == c]) for c in CATEGORIES
-                       if any(category.get(s) == c for s in subjects)},
+        "categories": {c: stats([k for k in common if category.get(k[0]) == c]) for c in names},
         "overall": stats(common),
     }
+    if CONTROL in present and len(present) > 1:
+        result["control"] = {"taught": stats([k for k in common if category.get(k[0]) != CONTROL]),
+                             CONTROL: result["categories"][CONTROL]}
+    return result
 
 
 def compare_modes(run_a: str | Path, run_b: str | Path) -> dict[str, Any]:
@@ -102,8 +122,9 @@ def compare_modes(run_a: str | Path, run_b: str | Path) -> dict[str, Any]:
         _, graded_b = load_run(run_b, mode)
         per_mode[mode] = compare(summary_a, graded_a, summary_b, graded_b)
     primary = primary_mode(modes)
+    keys = ("subjects", "categories", "overall", "control")
     return {**per_mode[primary], "primary_mode": primary,
-            "modes": {m: {k: r[k] for k in ("subjects", "categories", "overall")} for m, r in per_mode.items()}}
+            "modes": {m: {k: r[k] for k in keys if k in r} for m, r in per_mode.items()}}
 
 
 def _row(name: str, s: dict[str, Any]) -> str:
@@ -170,5 +191,53 @@ def compare_runs(run_a: str | Path, run_b: str | Path, output_dir: str | Path | 
     write_json(out / "compare.json", result)
     write_text(out / "compare.md", render_markdown(result, str(run_a), str(run_b)))
     plot(result, out / "compare.png", Path(run_a).name, Path(run_b).name)
+    result["output_dir"] = str(out)
+    return result
+
+
+def ppl_ratio(start: Any, tuned: Any) -> float | None:
+    """tuned / start perplexity (above 1: the tuned model finds the text harder), None when either is missing."""
+    ok = all(isinstance(x, (int, float)) and x > 0 for x in (start, tuned))
+    return tuned / start if ok else None
+
+
+def compare_ppl(result_a: dict[str, Any], result_b: dict[str, Any]) -> dict[str, Any]:
+    """Two `eval ppl` results on the same files: each file's and the overall perplexity of A and B, and B / A."""
+    files_a, files_b = result_a.get("files", {}), result_b.get("files", {})
+    common = [f for f in files_b if f in files_a]
+    if not common:
+        raise CompareError("the two perplexity results share no text file")
+    files = {f: {"tokens": files_b[f]["tokens"], "ppl_a": files_a[f]["ppl"], "ppl_b": files_b[f]["ppl"],
+                 "ratio": ppl_ratio(files_a[f]["ppl"], files_b[f]["ppl"])} for f in common}
+    overall_a, overall_b = result_a.get("overall", {}).get("ppl"), result_b.get("overall", {}).get("ppl")
+    return {"run_a": result_a.get("model"), "run_b": result_b.get("model"), "files": files,
+            "overall": {"tokens": result_b.get("overall", {}).get("tokens"), "ppl_a": overall_a, "ppl_b": overall_b,
+                        "ratio": ppl_ratio(overall_a, overall_b)}}
+
+
+def render_ppl_markdown(result: dict[str, Any]) -> str:
+    lines = [f"# Perplexity: A = {result['run_a']}, B = {result['run_b']}", "",
+             "| file | tokens | A | B | B / A |", "|---|---:|---:|---:|---:|"]
+    for name, f in [*result["files"].items(), ("**overall**", result["overall"])]:
+        ratio = "n/a" if f["ratio"] is None else f"{f['ratio']:.3f}"
+        lines.append(f"| {name} | {f['tokens']} | {f['ppl_a']:.3f} | {f['ppl_b']:.3f} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def compare_ppl_files(path_a: str | Path, path_b: str | Path, output_dir: str | Path | None = None) -> dict[str, Any]:
+    """Compare two `eval ppl --output` files; write ppl_compare.json/.md into output_dir (default: beside B)."""
+    loaded = []
+    for path in (Path(path_a), Path(path_b)):
+        try:
+            loaded.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise CompareError(f"{path}: not a readable `subjectlm eval ppl --output` file ({exc})") from None
+        if not isinstance(loaded[-1], dict) or "files" not in loaded[-1]:
+            raise CompareError(f"{path}: no `files`: not a `subjectlm eval ppl --output` file")
+    result = compare_ppl(*loaded)
+    out = Path(output_dir) if output_dir else Path(path_b).parent
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "ppl_compare.json", result)
+    write_text(out / "ppl_compare.md", render_ppl_markdown(result))
     result["output_dir"] = str(out)
     return result

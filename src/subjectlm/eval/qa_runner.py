@@ -3,15 +3,15 @@
     subjectlm eval qa --model runs/merged --data examples/data/qa.jsonl --output_dir runs/qa
     subjectlm eval qa --model runs/merged --base_model default --data qa.jsonl --output_dir runs/qa
 
-The model answers greedily, through the transformers backend of subjectlm.backends: the question
-as the user turn of its chat template when the tokenizer has one (`--chat auto`), else
-`Question: …\\nAnswer:` (the answer ends where the model starts a new question). Text scores are
-those of scoring/text.py. The
-reference's log-likelihood is teacher-forced: the prompt followed by the reference, one forward
-pass, the mean log-probability of the reference's tokens (no generation; the most sensitive score,
-since it moves before an answer's wording does). The reference's tokens are those of the whole
-text after the prompt's own tokens; when BPE merges a token across the boundary, scoring starts
-at the first token that differs from the prompt's.
+The model answers greedily, through subjectlm.backends (a model directory on transformers, a .gguf
+on llama.cpp): the question as the user turn of its chat template when the model has one (`--chat
+auto`), else `Question: …\\nAnswer:` (the answer ends where the model starts a new question). Text
+scores are those of scoring/text.py. The reference's log-likelihood is teacher-forced through the
+backends' `loglikelihood` (no generation; the most sensitive score, since it moves before an answer's
+wording does): the summed log-probability of the reference's tokens after the prompt, and its mean
+per token. Tokens are split as lm-eval splits them (the prompt, and prompt + reference, tokenized
+apart; the reference is what the whole adds after the prompt's tokens), except that the chat
+template's trailing newline stays with the prompt.
 
 Outputs in output_dir: predictions.jsonl (appended batch by batch and fsynced, so `--resume`
 continues a crashed run; a torn last line is cut off), summary.json and report.md (written
@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from subjectlm.backends import BACKENDS
 from subjectlm.config import ConfigError, check_options, option, to_dict
 from subjectlm.eval import qa as Q
 from subjectlm.io import append_jsonl, prepare_output, read_jsonl, write_json, write_text
@@ -41,7 +42,10 @@ RESUME_KEYS = ("model", "data", "format", "split", "subjects", "limit", "chat", 
 
 @dataclasses.dataclass(kw_only=True)
 class QAConfig:
-    model: str = option("default", help="model directory or `default`", aliases=("--model_name_or_path",))
+    model: str = option("default", help="model directory, `default`, or a .gguf file (through llama.cpp)",
+                        aliases=("--model_name_or_path",))
+    backend: str = option("auto", help="auto: llamacpp for a .gguf, else hf", choices=BACKENDS)
+    n_ctx: int = option(4096, help="llama.cpp context length (tokens)", min=1)
     data: str = option(help="QA JSON lines ({id, question, reference, key_facts?}) or an exam directory "
                             "(its questions alone, the correct option's text as reference)")
     base_model: str | None = option(None, help="also answer with this model and compare the two "
@@ -89,60 +93,50 @@ def uses_chat(tokenizer, chat: str) -> bool:
     return has_template if chat == "auto" else chat == "on"
 
 
+def template_holder(backend):
+    """What knows the backend's chat template (`.chat_template`): the tokenizer, or the GGUF's own."""
+    tokenizer = getattr(backend, "tokenizer", None)
+    return tokenizer if tokenizer is not None else backend.scorer.template
+
+
 class QAModel:
-    """One model (a transformers backend of subjectlm.backends) asked the questions: its greedy
-    answers, and the log-likelihood of each reference after the same prompt tokens."""
+    """One model (any backend of subjectlm.backends: a model directory, or a .gguf through llama.cpp)
+    asked the questions: its greedy answers, and the log-likelihood of each reference after the same
+    prompt (the backends' `loglikelihood`)."""
 
     def __init__(self, backend, chat: str = "auto"):
         self.backend = backend
-        self.model, self.tokenizer, self.device = backend.model, backend.tokenizer, backend.device
-        self.chat = uses_chat(self.tokenizer, chat)
+        self.model, self.tokenizer = getattr(backend, "model", None), getattr(backend, "tokenizer", None)
+        self.device = getattr(backend, "device", None)
+        self.chat = uses_chat(template_holder(backend), chat)
 
     @classmethod
     def load(cls, path: str, config: QAConfig) -> "QAModel":
         from subjectlm.backends import open_backend
 
-        # transformers only: the reference's log-likelihood needs the model's logits
-        backend = open_backend(path, "hf", dtype=config.dtype, device=config.device, batch_size=config.batch_size,
-                               trust_remote_code=config.trust_remote_code)
+        backend = open_backend(path, config.backend, n_ctx=config.n_ctx, dtype=config.dtype, device=config.device,
+                               batch_size=config.batch_size, trust_remote_code=config.trust_remote_code)
         return cls(backend, config.chat)
 
     def prompt(self, question: str):
         """Chat messages (rendered by the backend with the model's template) or a plain completion prompt."""
         return Q.qa_messages(question) if self.chat else Q.plain_prompt(question)
 
-    def reference_ids(self, item: Q.QAItem) -> tuple[list[int], int]:
-        """Token ids of prompt + reference, and where the reference's tokens start."""
-        from subjectlm.backends.text import chat_text
-
-        context = self.backend.prompt_ids(self.prompt(item.question))
-        if self.chat:  # the template writes its own BOS
-            text = chat_text(self.tokenizer, Q.qa_messages(item.question)) + item.reference.strip()
-            whole = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-        else:
-            whole = list(self.tokenizer(Q.plain_prompt(item.question) + Q.plain_continuation(item.reference))["input_ids"])
-        start = 0  # a BPE merge across the boundary moves the reference's first token left
-        while start < min(len(context), len(whole)) and context[start] == whole[start]:
-            start += 1
-        return whole, max(start, 1)
-
     def reference_logprobs(self, items: Sequence[Q.QAItem]) -> list[tuple[float, int]]:
-        """(sum of log-probs, token count) of each item's reference after its prompt; right-padded batch."""
-        import torch
+        """(sum of log-probs, token count) of each item's reference after its prompt.
 
-        encoded = [self.reference_ids(item) for item in items]
-        width = max(len(ids) for ids, _ in encoded)
-        pad = self.backend.pad_id
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in encoded], device=self.device)
-        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in encoded], device=self.device)
-        with torch.inference_mode():
-            logits = self.model(input_ids=input_ids, attention_mask=mask).logits
-        out = []
-        for row, (ids, start) in enumerate(encoded):
-            logprobs = torch.log_softmax(logits[row, start - 1:len(ids) - 1].float(), dim=-1)
-            targets = torch.tensor(ids[start:], device=self.device)
-            out.append((float(logprobs.gather(1, targets[:, None]).sum()), len(ids) - start))
-        return out
+        Chat: the reference follows the rendered template (which writes its own BOS) and the template's
+        trailing newline stays the template's; plain: `Question: ...\nAnswer:` then a space and the
+        reference, with the tokenizer's special tokens."""
+        if self.chat:
+            contexts = [self.backend.chat_prompt(Q.qa_messages(item.question)) for item in items]
+            references = [[item.reference.strip()] for item in items]
+        else:
+            contexts = [Q.plain_prompt(item.question) for item in items]
+            references = [[Q.plain_continuation(item.reference)] for item in items]
+        rows = self.backend.loglikelihood(contexts, references, add_special_tokens=not self.chat,
+                                          move_whitespace=False)
+        return [(row[0].logprob, row[0].tokens) for row in rows]
 
     def answers(self, items: Sequence[Q.QAItem], max_new_tokens: int) -> list[dict[str, Any]]:
         """Greedy answers (one left-padded batch): {"answer", "answer_tokens", "finished"} per item."""
@@ -227,6 +221,22 @@ def render_markdown(summary: dict[str, Any], records: Sequence[dict[str, Any]] =
     return "\n".join(lines) + "\n"
 
 
+def _template_only(model: str, config: QAConfig):
+    """The chat template's holder without loading weights: the tokenizer, or a GGUF's vocabulary alone."""
+    if str(model).endswith(".gguf"):
+        from subjectlm.backends.llamacpp import open_llama
+        from subjectlm.backends.score_llamacpp import GGUFTemplate
+
+        llm = open_llama(model, vocab_only=True)
+        try:
+            return GGUFTemplate(llm)
+        finally:
+            llm.close()
+    from subjectlm.models import load_tokenizer
+
+    return load_tokenizer(model, trust_remote_code=config.trust_remote_code)
+
+
 def run_one(config: QAConfig, model: str, out: Path, items: Sequence[Q.QAItem],
             log: Callable[[str], None] = print, qa_model: QAModel | None = None) -> dict[str, Any]:
     """Answer and score `items` with one model into `out`; return its summary."""
@@ -250,10 +260,8 @@ def run_one(config: QAConfig, model: str, out: Path, items: Sequence[Q.QAItem],
     records = sorted((r for r in records if r["id"] in order), key=lambda r: order[r["id"]])
     if qa_model is not None:
         chat = qa_model.chat
-    else:  # everything was answered before: the tokenizer alone says how
-        from subjectlm.models import load_tokenizer
-
-        chat = uses_chat(load_tokenizer(model, trust_remote_code=config.trust_remote_code), config.chat)
+    else:  # everything was answered before: the tokenizer (or the GGUF's metadata) alone says how
+        chat = uses_chat(_template_only(model, config), config.chat)
     summary = summarize(records, {"model": model, "data": config.data, "chat": chat})
     write_json(out / "summary.json", summary)
     write_text(out / "report.md", render_markdown(summary, records))

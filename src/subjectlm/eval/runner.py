@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from subjectlm.backends import BACKENDS
-from subjectlm.config import ConfigError, check_options, option, to_dict
+from subjectlm.config import DATA_FILES, MODEL, OUTPUT, ConfigError, check_options, option, to_dict
 from subjectlm.eval import cla3, legacy_outputs, prompts as P
 from subjectlm.eval.cloze import CLOZE_MODES, LETTER, SCORING, primary_mode, score_cloze, scoring_modes
 from subjectlm.eval.exams import SubjectExam, read_exam
@@ -41,9 +41,9 @@ RESUME_DEFAULTS = {"scoring": "letter", "prompt_style": "default"}  # what a run
 @dataclasses.dataclass(kw_only=True)
 class ExamConfig:
     model: str = option("default", help="model directory, .gguf file, or `default`",
-                        aliases=("--model_path", "--model_name_or_path"))
+                        aliases=("--model_path", "--model_name_or_path"), path=MODEL)
     data: str = option("", help="exam directory (C-Eval, CMMLU or MMLU layout); none: ./data with "
-                       "./subject_mapping.json, the old scripts' layout", aliases=("--data_dir",))
+                       "./subject_mapping.json, the old scripts' layout", aliases=("--data_dir",), path=DATA_FILES)
     format: str = option("auto", help="exam layout", choices=("auto", "ceval", "cmmlu", "mmlu"))
     split: str = option("val", help="split to answer (test writes submission.json)", choices=("val", "test", "dev"))
     subjects: list[str] = option([], help="subjects to run (default: all in the split), e.g. logic,law")
@@ -56,7 +56,7 @@ class ExamConfig:
                                "the continuation: acc, acc_norm, acc_bytes, acc_pmi) or both")
     n_times: int = option(1, help="repeat the exam K times; report mean and std", min=1)
     batch_size: int = option(8, help="questions per forward pass", min=1)
-    output_dir: str = option("runs/eval", help="where predictions, summary and report go")
+    output_dir: str = option("runs/eval", help="where predictions, summary and report go", path=OUTPUT)
     resume: bool = option(False, help="continue an interrupted run in output_dir, skipping answered questions")
     overwrite: bool = option(False, help="replace an existing output_dir")
     backend: str = option("auto", help="hf (transformers), llamacpp (.gguf), vllm (GPU); auto: by the model's file",

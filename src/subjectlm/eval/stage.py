@@ -5,12 +5,18 @@
       subjects: [logic]        # optional
       ppl_data: [data/heldout.txt]   # optional: held-out perplexity of both models
       qa_data: data/qa.jsonl   # optional: closed-book QA of both models, compared
+      general_data: [data/general, {path: ceval-exam, subjects: [logic]}]  # optional: what the tuning cost
+      general_ppl_data: [data/general_text.txt]                             # (eval/general.py)
+      verdict: {alpha: 0.01}   # optional: the report's verdict thresholds (eval/verdict_thresholds.py)
 
 The stage's config is `eval exam`'s own (ExamConfig: same keys, help and validation), with
 `scoring` defaulting to `both` (the official letter and the cloze modes side by side) and a few
 keys of its own. The pipeline fills in `model` (the latest model) and `base_model` (the recipe's
-starting model). Outputs: output_dir/model, output_dir/base, output_dir/compare (exam),
-output_dir/ppl_*.json, output_dir/qa (QA runs and compare.md).
+starting model), and `train_data` (every file the recipe's training stages read so far), against
+which every evaluation file is checked for overlap (subjectlm.data.overlap): leakage.json.
+Outputs: output_dir/model, output_dir/base, output_dir/compare (exam), output_dir/ppl_*.json,
+output_dir/qa (QA runs and compare.md), output_dir/general and retention.json (general ability),
+output_dir/leakage.json.
 """
 
 from __future__ import annotations
@@ -19,32 +25,71 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from subjectlm.config import check_options, option
+from subjectlm.config import DATA_FILES, MODEL, OUTPUT, TEXT_DATA, check_options, option
+from subjectlm.eval.general import general_exams
 from subjectlm.eval.runner import ExamConfig
+from subjectlm.eval.verdict_thresholds import thresholds_from
+
+LEAKAGE = "leakage.json"
 
 
 @dataclasses.dataclass(kw_only=True)
 class EvalStageConfig(ExamConfig):
     scoring: str = option("both", help="letter, cloze or both (the stage scores both ways by default: a small "
                                        "model's letter answers are noise, its answer-text log-likelihoods are not)")
-    output_dir: str = option("runs/eval", help="where the runs and the comparisons go")
-    base_model: str | None = option(None, help="the model it was trained from; examined too and compared")
+    output_dir: str = option("runs/eval", help="where the runs and the comparisons go", path=OUTPUT)
+    base_model: str | None = option(None, help="the model it was trained from; examined too and compared",
+                                    path=MODEL)
     ppl_data: list[str] = option([], help="held-out subject text: perplexity of both models (a small model's exam "
-                                          "score can sit at chance while its perplexity shows what it learned)")
+                                          "score can sit at chance while its perplexity shows what it learned)",
+                                  path=TEXT_DATA)
     qa_data: str | None = option(None, help="closed-book QA JSON lines ({id, question, reference, key_facts?}): "
-                                            "both models answer; scores compared with bootstrap CIs and a sign test")
+                                            "both models answer; scores compared with bootstrap CIs and a sign test",
+                                 path=DATA_FILES)
     qa_max_new_tokens: int = option(64, help="longest QA answer, in tokens", min=1)
+    general_data: list[Any] = option([], help="general-ability exams (C-Eval, CMMLU or MMLU layout), each a directory "
+                                              "or in YAML {path: DIR, subjects: [a, b], split: val, limit: N}: both "
+                                              "models answer them (same scoring and shots) and the report says "
+                                              "what the tuning cost", path=DATA_FILES)
+    general_ppl_data: list[str] = option([], help="general text files: both models' perplexity and its ratio "
+                                                  "(tuned / start)", path=TEXT_DATA)
+    train_data: list[str] = option([], help="the training data (the recipe fills in what its pt/sft/dpo stages "
+                                            "read): every evaluation file is checked against it for shared "
+                                            "passages and near-duplicates, written to leakage.json",
+                                   path=TEXT_DATA)
+    verdict: dict[str, Any] = option({}, help="the report's verdict thresholds, in YAML, e.g. {alpha: 0.01, "
+                                              "general_max_drop: 1.0} (eval/verdict_thresholds.py; README)")
 
     def __post_init__(self):
         check_options(self)  # every option's choices and min (dtype too), then ExamConfig's cross-field checks
         super().__post_init__()
+        general_exams(list(self.general_data))  # a malformed item is an error now, not after the subject exam
+        thresholds_from(self.verdict)
 
 
-def exam_config(config: EvalStageConfig, model: str, out: Path) -> ExamConfig:
-    """The stage's exam keys as an `eval exam` config for one model."""
+def exam_config(config: EvalStageConfig, model: str, out: Path, **overrides: Any) -> ExamConfig:
+    """The stage's exam keys as an `eval exam` config for one model (overrides: another exam's data, subjects...)."""
     values = {f.name: getattr(config, f.name) for f in dataclasses.fields(ExamConfig)}
-    values.update(model=model, output_dir=str(out), overwrite=not config.resume)
+    values.update(model=model, output_dir=str(out), overwrite=not config.resume, **overrides)
     return ExamConfig(**values)
+
+
+def evaluation_files(config: EvalStageConfig) -> list[str]:
+    """Everything the stage evaluates on: the overlap check looks for each of them in the training data."""
+    files = [config.data] if config.data else []
+    files += [config.qa_data] if config.qa_data else []
+    return files + list(config.ppl_data) + [e.path for e in general_exams(list(config.general_data))] \
+        + list(config.general_ppl_data)
+
+
+def _leakage(config: EvalStageConfig, out: Path) -> str:
+    """Check every evaluation file against the training data; write leakage.json; one summary line."""
+    from subjectlm.data.overlap import OverlapConfig, find_overlap
+    from subjectlm.io import write_json
+
+    report = find_overlap(list(config.train_data), evaluation_files(config), OverlapConfig())
+    write_json(out / LEAKAGE, report.to_json())
+    return f"leakage: {len(report.flagged)} evaluation items overlap the training data ({LEAKAGE})"
 
 
 def _ppl(config: EvalStageConfig, model: str, out: Path) -> float:
@@ -103,6 +148,7 @@ def run(config: EvalStageConfig) -> dict[str, Any]:
     out = Path(config.output_dir)
     same = config.base_model is None or resolve_model(config.base_model) == resolve_model(config.model)
     base_model = None if same else config.base_model
+    leakage = _leakage(config, out) if config.train_data else None  # cheap, and worth knowing before the exams
     tuned = run_exam(exam_config(config, config.model, out / "model"))
     base = run_exam(exam_config(config, base_model, out / "base")) if base_model else None
     compared = compare_runs(out / "base", out / "model", out / "compare") if base_model else None
@@ -120,4 +166,12 @@ def run(config: EvalStageConfig) -> dict[str, Any]:
         qa = _qa(config, base_model, out / "qa")
         lines.append(_qa_line(qa))
         result["qa"] = qa["compare"]["scores"] if base_model else qa["scores"]
+    if (config.general_data or config.general_ppl_data) and base_model:
+        from subjectlm.eval.general import retention_line, run_general
+
+        lines.append(retention_line(run_general(config, base_model, out, exam_config)))
+    elif config.general_data or config.general_ppl_data:
+        lines.append("general ability: not compared (the model is the starting model: no base_model to compare with)")
+    if leakage:
+        lines.append(leakage)
     return {"summary": "; ".join(lines), **result}

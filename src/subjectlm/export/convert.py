@@ -2,7 +2,8 @@
 
 `subjectlm` is our table-driven converter (gguf.py) for the families in names.FAMILIES; `llama.cpp` is
 llama.cpp's own convert_hf_to_gguf.py (llamacpp_converter.py) for everything else; `auto` picks ours
-where the table has the family. After either, the GGUF must carry the tokenizer's chat template, and
+where the table has the family, and hands the model to llama.cpp's converter, saying why, where ours
+refuses its config (a rope kind or attention scale our writer does not map). After either, the GGUF must carry the tokenizer's chat template, and
 llama.cpp must end generation at the token that template puts after an assistant turn; otherwise the
 export fails rather than ship a model that talks past its turn.
 """
@@ -13,6 +14,7 @@ import json
 from pathlib import Path
 
 from subjectlm.export.gguf import OUTTYPES, ExportError, ExportResult, export_gguf
+from subjectlm.export.hparams import HParamsError
 from subjectlm.export.names import FAMILIES
 
 CONVERTERS = ("auto", "subjectlm", "llama.cpp")
@@ -91,13 +93,23 @@ def export_model(model_dir: Path, output: Path, outtype: str = "f16", converter:
     if outtype not in OUTTYPES:
         raise ExportError(f"outtype: {outtype!r} is not one of {', '.join(OUTTYPES)}")
     used = pick_converter(model_dir, converter)
+    refusal = None  # why our converter refused the config, when auto then tries llama.cpp's
     if used == "subjectlm":
-        result = export_gguf(model_dir, output, outtype, overwrite=overwrite, pre_tokenizer=pre_tokenizer,
-                             trust_remote_code=trust_remote_code, progress=progress)
-    else:
+        try:
+            result = export_gguf(model_dir, output, outtype, overwrite=overwrite, pre_tokenizer=pre_tokenizer,
+                                 trust_remote_code=trust_remote_code, progress=progress)
+        except ExportError as exc:
+            if converter != "auto" or not isinstance(exc.__cause__, HParamsError):
+                raise
+            refusal, used = str(exc), "llama.cpp"
+            ignored = "; --pre_tokenizer is ours only, llama.cpp's detects its own" if pre_tokenizer else ""
+            print(f"subjectlm's converter refuses this model ({refusal}); --converter auto hands it to llama.cpp's "
+                  f"convert_hf_to_gguf.py instead (compare the result with the HF model: --verify){ignored}",
+                  flush=True)
+    if used == "llama.cpp":
         from subjectlm.export.llamacpp_converter import ConverterError, convert
 
-        if pre_tokenizer:
+        if pre_tokenizer and refusal is None:
             raise ExportError("pre_tokenizer: only the subjectlm converter takes it (llama.cpp's detects its own)")
         check_output_dir(output, overwrite)
         try:
@@ -106,8 +118,9 @@ def export_model(model_dir: Path, output: Path, outtype: str = "f16", converter:
             if converter != "auto":
                 raise
             family = json.loads((model_dir / "config.json").read_text()).get("model_type")
-            raise ExportError(f"neither converter can convert {model_dir}: model_type {family!r} is not in "
-                              f"subjectlm's table ({', '.join(FAMILIES)}), and {exc}") from exc
+            ours = (f"subjectlm's refuses its config ({refusal})" if refusal else
+                    f"model_type {family!r} is not in subjectlm's table ({', '.join(FAMILIES)})")
+            raise ExportError(f"neither converter can convert {model_dir}: {ours}, and {exc}") from exc
         result = _result(output, outtype, None)
     try:
         result.eot = check_chat_ending(output, model_dir, trust_remote_code)

@@ -87,8 +87,7 @@ def write_hparams(writer, config: dict[str, Any], family: str) -> list[tuple[str
         return _gemma3(writer, config, dim)
     extra = _rope_scaling(writer, rope_params(config), dim)
     if family == "gemma2":
-        if config.get("query_pre_attn_scalar", dim) != dim:
-            raise HParamsError("gemma2 with query_pre_attn_scalar != head_dim is not supported")
+        check_query_scale(config, dim, "gemma2", layers_of_27b=46)
         writer.add_attn_logit_softcapping(float(config.get("attn_logit_softcapping") or 50.0))
         writer.add_final_logit_softcapping(float(config.get("final_logit_softcapping") or 30.0))
         writer.add_sliding_window(int(config.get("sliding_window") or 4096))
@@ -119,6 +118,21 @@ def _rope_scaling(writer, rope: dict[str, Any], dim: int) -> list[tuple[str, Any
     return []
 
 
+def check_query_scale(config: dict[str, Any], dim: int, family: str, layers_of_27b: int) -> None:
+    """Gemma scales queries by 1/sqrt(query_pre_attn_scalar). llama.cpp takes no such key: its gemma2 and
+    gemma3 (src/models/gemma2.cpp, gemma3.cpp) scale by 1/sqrt(head_dim), except for the 27B, which
+    they know by its layer count (46 in Gemma 2, 62 in Gemma 3) and scale by 1/sqrt(hidden/heads), as
+    gemma_pytorch's config does (Gemma 2 27B: 4608/32 = 144 with head_dim 128). Any other scalar would
+    compute something else in llama.cpp, so it is refused."""
+    scalar = config.get("query_pre_attn_scalar", dim)
+    is_27b = config["num_hidden_layers"] == layers_of_27b
+    expected = config["hidden_size"] // config["num_attention_heads"] if is_27b else dim
+    if scalar != expected:
+        size = f"{layers_of_27b}-layer (27B) models" if is_27b else f"models of other than {layers_of_27b} layers"
+        raise HParamsError(f"{family}: query_pre_attn_scalar {scalar} is not supported by llama.cpp's {family} "
+                           f"(for {size} it scales queries by 1/sqrt({expected}))")
+
+
 def _qwen3_moe(writer, config: dict[str, Any]) -> None:
     """Expert counts and size. llama.cpp's qwen3moe (src/models/qwen3moe.cpp) routes every layer
     through softmax -> top-k -> renormalized weights; a config that asks otherwise is refused."""
@@ -139,14 +153,10 @@ def _qwen3_moe(writer, config: dict[str, Any]) -> None:
 def _gemma3(writer, config: dict[str, Any], dim: int) -> list[tuple[str, Any]]:
     """Gemma 3 interleaves sliding-window layers (local rope base, no scaling) with full-attention
     layers (global rope base, maybe linear scaling). llama.cpp (src/models/gemma3.cpp) reads the
-    per-layer pattern, `rope.freq_base_swa` for the sliding layers and scales q by 1/sqrt(head_dim)
-    (1/sqrt(hidden/heads) for the 62-layer 27B)."""
+    per-layer pattern, `rope.freq_base_swa` for the sliding layers and scales q as check_query_scale
+    says."""
     n_layers = config["num_hidden_layers"]
-    scalar = config.get("query_pre_attn_scalar", dim)
-    expected = config["hidden_size"] // config["num_attention_heads"] if n_layers == 62 else dim
-    if scalar != expected:
-        raise HParamsError(f"gemma3: query_pre_attn_scalar {scalar} is not supported by llama.cpp's gemma3 "
-                           f"(it scales queries by 1/sqrt({expected}))")
+    check_query_scale(config, dim, "gemma3", layers_of_27b=62)
     if config.get("attn_logit_softcapping") is not None:
         raise HParamsError("gemma3 with attn_logit_softcapping is not supported by llama.cpp's gemma3")
     if config.get("use_bidirectional_attention"):

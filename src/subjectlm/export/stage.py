@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from subjectlm.config import ConfigError, check_options, option, same_option
+from subjectlm.config import MODEL, OUTPUT, TEXT_DATA, ConfigError, check_options, option, same_option
 from subjectlm.export.convert import CONVERTERS
 from subjectlm.export.gguf import OUTTYPES
 
@@ -19,9 +19,9 @@ _CONVERTER_HELP = ("auto uses subjectlm's converter for the families in its tabl
 
 @dataclasses.dataclass
 class GGUFConfig:
-    model: str = option("default", help="model directory or `default`", aliases=("--model_name_or_path",))
+    model: str = option("default", help="model directory or `default`", aliases=("--model_name_or_path",), path=MODEL)
     output: str = option("model.gguf", help="GGUF file to write (quantized files go beside it as NAME-TYPE.gguf)",
-                         aliases=("--outfile",))
+                         aliases=("--outfile",), path=OUTPUT)
     outtype: str = option("f16", help="GGUF type of the export", choices=OUTTYPES)
     quantize: list[str] = option([], help="llama.cpp types to quantize to as well, e.g. q4_k_m,q8_0")
     verify: bool = option(False, help="compare every written GGUF with the HF model and print the table")
@@ -101,10 +101,14 @@ class ExportStageConfig(GGUFConfig):
                                help="compare every GGUF with the HF model; writes verify.json")
     overwrite: bool = same_option(GGUFConfig, "overwrite", True,
                                   help="replace earlier outputs (a recipe re-run re-exports)")
-    output_dir: str = option("runs/export", help="folder for model-OUTTYPE.gguf, the quantized files, verify.json")
+    output_dir: str = option("runs/export", help="folder for model-OUTTYPE.gguf, the quantized files, verify.json",
+                             path=OUTPUT)
     question: str | None = option(None, help="ask this through llama.cpp (the last GGUF) and keep the answer")
     answer_tokens: int = option(128, help="longest answer to `question`, in tokens", min=1)
     ollama: bool = option(False, help="write a Modelfile for ollama beside the GGUFs")
+    ppl_data: list[str] = option([], help="held-out text files: the perplexity of every GGUF written (the export "
+                                          "and each quantization), in the windows of `eval ppl`'s defaults",
+                                 path=TEXT_DATA)
 
     def __post_init__(self):
         if not self.output:
@@ -135,6 +139,31 @@ def export_all(model: str, output: Path, outtype: str, quantize: list[str], over
     return paths
 
 
+# `eval ppl`'s default windows (1024 tokens every 512: 1023 read, the last predicted), so an export's
+# lines compare with the eval stage's perplexity of the HF model.
+PPL_MAX_LENGTH, PPL_STRIDE = 1024, 512
+
+
+def gguf_perplexities(paths: list[Path], texts: list[str]) -> dict[str, dict]:
+    """Each GGUF's held-out perplexity through llama.cpp (the backends' score_rolling): {path: result} with
+    result as `eval ppl` writes it (files, overall)."""
+    from subjectlm.backends import open_backend
+    from subjectlm.backends.score_rolling import perplexity_of_files
+
+    results = {}
+    for path in paths:
+        backend = open_backend(path, "llamacpp", n_ctx=PPL_MAX_LENGTH)
+        try:
+            scored = perplexity_of_files(backend, texts, PPL_MAX_LENGTH - 1, PPL_STRIDE, prefix=False,
+                                         log=lambda _: None)
+        finally:
+            backend.close()
+        results[str(path)] = {"model": str(path), "max_length": PPL_MAX_LENGTH, "stride": PPL_STRIDE, **scored}
+        print(f"{path.name}: held-out perplexity {scored['overall']['ppl']:.3f} over "
+              f"{scored['overall']['tokens']} tokens", flush=True)
+    return results
+
+
 def run(config: ExportStageConfig) -> dict:
     """Recipe stage: export, quantize, verify, optionally answer a question through llama.cpp."""
     from subjectlm.io import write_json
@@ -151,6 +180,11 @@ def run(config: ExportStageConfig) -> dict:
         print(format_table(rows), flush=True)
         write_json(out / "verify.json", [dataclasses.asdict(r) for r in rows])
         summary.append("; ".join(f"{Path(r.name).stem}: KLD {r.mean_kld:.1e}, top-1 {r.top1:.1%}" for r in rows))
+    if config.ppl_data:
+        ppl = gguf_perplexities(paths, config.ppl_data)
+        write_json(out / "ppl.json", ppl)
+        summary.append("perplexity " + ", ".join(f"{Path(name).stem} {result['overall']['ppl']:.2f}"
+                                                 for name, result in ppl.items()))
     if config.ollama:
         from subjectlm.export.ollama import write_modelfile
 
@@ -167,4 +201,7 @@ def run(config: ExportStageConfig) -> dict:
         print(f"Q: {config.question}\nA: {reply}", flush=True)
         write_json(out / "answer.json", {"gguf": str(paths[-1]), "question": config.question, "answer": reply})
         summary.append(f"answer: {reply.strip()[:60]!r}")
-    return {"summary": "; ".join(summary)}
+    result: dict = {"summary": "; ".join(summary)}
+    if config.ppl_data:
+        result["ppl"] = {str(path): ppl[str(path)]["overall"]["ppl"] for path in paths}
+    return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from subjectlm.config import ConfigError, check_options, option
+from subjectlm.config import ARTIFACT, MODEL, OUTPUT, ConfigError, check_options, option
 from subjectlm.merge.errors import MergeError
 from subjectlm.models import DTYPE_CHOICES
 
@@ -14,10 +14,11 @@ OUTPUT_TYPES = ("huggingface", "pth")
 
 @dataclass
 class MergeConfig:
-    base: str = option("", help="base model: a local HF model directory or `default`", aliases=("--base_model",))
+    base: str = option("", help="base model: a local HF model directory or `default`", aliases=("--base_model",),
+                       path=MODEL)
     lora: list[str] = option([], help="LoRA adapter directories, merged one after another in this order",
-                             aliases=("--lora_model",))
-    output_dir: str = option("", help="directory for the merged model (written atomically)")
+                             aliases=("--lora_model",), path=ARTIFACT)
+    output_dir: str = option("", help="directory for the merged model (written atomically)", path=OUTPUT)
     dtype: str = option("auto", help="dtype of the merged weights (auto: keep the base's)", choices=DTYPE_CHOICES)
     verify: bool = option(False, help="after merging, compare logits of the merged model with base+adapters in peft")
     verify_tolerance: float | None = option(

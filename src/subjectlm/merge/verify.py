@@ -21,6 +21,8 @@ PROMPTS = (
     "光合作用的主要产物是",
     "def fibonacci(n):",
 )
+# transformers 5's FutureWarning when peft reads the old name of is_activation_checkpointing.
+GRADIENT_CHECKPOINTING_RENAMED = "`is_gradient_checkpointing` is deprecated"
 # Default tolerance by the merged weights' dtype: rounding the weights moves logits this much.
 TOLERANCE = {"float32": 1e-3, "float16": 5e-2, "bfloat16": 0.25}
 
@@ -33,6 +35,8 @@ def _resized_vocab(adapter: Adapter) -> int | None:
 
 
 def _reference(base: Path, adapters: list[Adapter]):
+    import warnings
+
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -42,7 +46,11 @@ def _reference(base: Path, adapters: list[Adapter]):
         rows = _resized_vocab(adapter)
         if rows and rows != model.get_input_embeddings().weight.shape[0]:
             model.resize_token_embeddings(rows)
-        model = PeftModel.from_pretrained(model, str(adapter.path))
+        with warnings.catch_warnings():
+            # peft asks the model `is_gradient_checkpointing`, which transformers 5 renamed and warns about on
+            # every read; only that warning is hidden, nothing the user can act on
+            warnings.filterwarnings("ignore", GRADIENT_CHECKPOINTING_RENAMED, FutureWarning)
+            model = PeftModel.from_pretrained(model, str(adapter.path))
         if i < len(adapters) - 1:
             model = model.merge_and_unload()
     return model.eval()

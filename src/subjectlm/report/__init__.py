@@ -5,12 +5,16 @@
 
 The recipe calls it after its last stage. It reads only what the stages wrote (pipeline_state.json
 and each stage's output files) and puts, for the starting and the tuned model side by side, the
-exam accuracy per scoring mode with McNemar p, QA scores with CIs, held-out perplexity, arena
+verdict block (knowledge gained, general ability kept, exam independent of training, export
+faithful: yes / no / not run, with evidence and thresholds), the exam accuracy per scoring mode with
+McNemar p, QA scores with CIs, held-out perplexity, general ability (retention), leakage, arena
 ratings, the GGUF checks and sample answer, the training loss curves and every stage's config on
 one page. Sections whose stage did not run say so.
 
     collect.py   what a recipe run left behind: its stages and the files each one wrote
     sections.py  the report's sections (and their one-line verdicts), built from those outputs
+    retention.py the sections on general ability (what the tuning cost) and exam independence
+    verdict.py   the verdict block: evidence from the outputs, lines from evidence and thresholds (pure)
     document.py  the report as plain data, rendered as Markdown and as one self-contained HTML page
 """
 
@@ -38,5 +42,13 @@ def write_report(recipe_output_dir: str | Path) -> Path:
 
 
 def summary_lines(recipe_output_dir: str | Path) -> list[str]:
-    """The report's verdict lines (what opens the page), for printing at the end of a run."""
+    """The report's summary lines (each section's results, under the verdict block), for printing at the end
+    of a run."""
     return build_sections(load_stages(Path(recipe_output_dir)))[1]
+
+
+def verdict_block(recipe_output_dir: str | Path) -> list[str]:
+    """The four verdict lines that open the report (report/verdict.py)."""
+    from subjectlm.report.verdict import verdict_section
+
+    return verdict_section(load_stages(Path(recipe_output_dir)))[1]

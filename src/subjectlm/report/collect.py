@@ -1,8 +1,9 @@
 """What a recipe run left behind: its stages (from pipeline_state.json) and the files each one wrote.
 
-The recipe records, per stage name, the resolved config, the result and the seconds taken. A
-stage's kind is read from its config's fields (a training config has `learning_rate`, an export
-config `quantize`, ...), so stages renamed in the recipe (`name: sft-round-2`) are still found.
+The recipe records, per stage name, its kind (pt, sft, merge, ...), the resolved config, the result
+and the seconds taken; the report groups pt, sft and dpo as `train`. A state file written before the
+kind was recorded has it read from the config's fields (a training config has `learning_rate`, an
+export config `quantize`, ...). Either way stages renamed in the recipe (`name: sft-round-2`) are found.
 Nothing here fails on a missing or unreadable file: the report says what it could not find.
 """
 
@@ -17,7 +18,10 @@ from subjectlm.io import read_jsonl as io_read_jsonl
 
 STATE_FILE = "pipeline_state.json"
 
-# stage kind -> config fields that only that kind's config has (the first kind whose fields all match wins)
+# recorded stage kind -> the report's kind, where they differ
+REPORT_KINDS = {"pt": "train", "sft": "train", "dpo": "train"}
+# For state files without `kind`: stage kind -> config fields that only that kind's config has (the first
+# kind whose fields all match wins)
 KIND_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("train", ("learning_rate",)),     # pt, sft, dpo (train/config.py)
     ("merge", ("base", "lora")),       # merge/config.py
@@ -30,7 +34,7 @@ KIND_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 @dataclasses.dataclass
 class Stage:
     name: str
-    kind: str                # train | merge | eval | export | arena | other
+    kind: str                # train | merge | eval | export | arena | another recorded kind | other
     config: dict[str, Any]
     summary: str
     result: dict[str, Any]   # what the stage's run() returned (the recipe keeps it)
@@ -52,7 +56,12 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [row for row in io_read_jsonl(path, missing_ok=True) if isinstance(row, dict)]
 
 
-def stage_kind(config: dict[str, Any]) -> str:
+def stage_kind(entry: dict[str, Any]) -> str:
+    """The report's kind of a pipeline_state.json entry: its recorded kind, else guessed from its config."""
+    recorded = entry.get("kind")
+    if isinstance(recorded, str) and recorded:
+        return REPORT_KINDS.get(recorded, recorded)
+    config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
     for kind, fields in KIND_FIELDS:
         if all(f in config for f in fields):
             return kind
@@ -72,6 +81,6 @@ def load_stages(run_dir: Path) -> list[Stage]:
         result = entry.get("result") if isinstance(entry.get("result"), dict) else {}
         out = config.get("output_dir")
         folder = Path(out) if isinstance(out, str) and out else run_dir / name
-        stages.append(Stage(name=name, kind=stage_kind(config), config=config, summary=str(result.get("summary", "")),
+        stages.append(Stage(name=name, kind=stage_kind(entry), config=config, summary=str(result.get("summary", "")),
                             result=result, seconds=entry.get("seconds"), dir=folder if folder.is_dir() else None))
     return stages

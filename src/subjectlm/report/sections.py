@@ -299,16 +299,23 @@ def config_section(stages: list[Stage]) -> Built:
     return section, []
 
 
-# The page, top to bottom (the verdict section is put in front of these by build_sections).
-BUILDERS: tuple[Callable[[list[Stage]], Built], ...] = (
-    exam_section, qa_section, ppl_section, arena_section, export_section, training_section, config_section)
+def builders() -> tuple[Callable[[list[Stage]], Built], ...]:
+    """The page, top to bottom (the verdict block and the summary are put in front of these by build_sections).
+    retention.py builds its sections with this module's helpers, so it is imported here, not at the top."""
+    from subjectlm.report.retention import general_section, independence_section
+
+    return (exam_section, qa_section, ppl_section, general_section, independence_section, arena_section,
+            export_section, training_section, config_section)
 
 
 def build_sections(stages: list[Stage]) -> tuple[list[Section], list[str]]:
+    """Every section, the verdict block first, then the summary of each section's one-line results."""
+    from subjectlm.report.verdict import verdict_section
+
     sections, verdicts = [], []
-    for builder in BUILDERS:
+    for builder in builders():
         section, lines = builder(stages)
         sections.append(section)
         verdicts += lines
     summary = Section("Summary", "summary", [Text(line) for line in verdicts] or [Text(f"{NOT_RUN}: no results yet.")])
-    return [summary, *sections], verdicts
+    return [verdict_section(stages)[0], summary, *sections], verdicts

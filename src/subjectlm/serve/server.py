@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 from subjectlm.backends import BACKENDS
 from subjectlm.config import ConfigError, check_options, option
+from subjectlm.models import DTYPE_CHOICES
+from subjectlm.serve.chat import DEVICE_HELP, DTYPE_HELP
 
 
 @dataclasses.dataclass
@@ -35,6 +37,8 @@ class ServeConfig:
     port: int = option(8000, help="TCP port")
     api_key: str | None = option(None, help="require `Authorization: Bearer KEY` (or set SUBJECTLM_API_KEY)")
     n_ctx: int = option(4096, help="llama.cpp context length (tokens)", min=1)
+    dtype: str | None = option(None, help=DTYPE_HELP, choices=DTYPE_CHOICES)
+    device: str | None = option(None, help=DEVICE_HELP)
     max_tokens_limit: int = option(4096, help="largest max_tokens a request may ask for", min=1)
     max_body_bytes: int = option(1 << 20, help="largest request body accepted (bytes)", min=1)
     trust_remote_code: bool = option(False, help="allow custom model code from the model directory")
@@ -278,13 +282,12 @@ def serve(config: ServeConfig) -> None:
     """Load the backend, then serve until interrupted; SIGTERM/Ctrl-C cancel what is running and exit."""
     import uvicorn
 
-    from subjectlm.backends import open_backend
+    from subjectlm.serve.chat import open_model
 
     if config.host not in ("127.0.0.1", "localhost", "::1") and not config.api_key:
         print(f"warning: serving on {config.host} without --api_key: anyone who can reach this port can use the model",
               flush=True)
-    backend = open_backend(config.model, config.backend, n_ctx=config.n_ctx, parallel=config.parallel,
-                           trust_remote_code=config.trust_remote_code)
+    backend = open_model(config)
     app = create_app(backend, config.api_key, config.max_tokens_limit, config.max_body_bytes, config.max_queue,
                      config.request_timeout)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from subjectlm.config import ConfigError, option
+from subjectlm.config import ARTIFACT, MODEL, OUTPUT, TEXT_DATA, TRAINING_DATA, ConfigError, option
+from subjectlm.data.mix import is_weighted, parse_sources
 from subjectlm.models import DTYPE_CHOICES
 from subjectlm.train.templates import TEMPLATES
 
@@ -23,13 +24,15 @@ SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constan
 class TrainConfig:
     # --- what to train
     model: str = option("default", help="base model: a local HF directory or `default`",
-                        aliases=("--model_name_or_path",))
-    data: list[str] = option([], help="training files or folders (.txt .json .jsonl .parquet)",
-                             aliases=("--dataset_dir", "--train_file"))
-    validation_file: list[str] = option([], help="validation files (evaluated every eval_steps)")
-    output_dir: str = option("", help="where the adapter, tokenizer, metrics and checkpoints go")
+                        aliases=("--model_name_or_path",), path=MODEL)
+    data: list[str | dict] = option([], help="training files or folders (.txt .json .jsonl .parquet); "
+                                    "PATH@W (YAML: {path: PATH, weight: W}) draws the share W of the training "
+                                    "examples from that source: see `weighted sources` below",
+                                    aliases=("--dataset_dir", "--train_file"), path=TRAINING_DATA)
+    validation_file: list[str] = option([], help="validation files (evaluated every eval_steps)", path=TEXT_DATA)
+    output_dir: str = option("", help="where the adapter, tokenizer, metrics and checkpoints go", path=OUTPUT)
     tokenizer: str = option("", help="tokenizer directory if not the model's (embeddings are resized if it grew)",
-                            aliases=("--tokenizer_name_or_path",))
+                            aliases=("--tokenizer_name_or_path",), path=ARTIFACT)
     skip_invalid: bool = option(False, help="skip bad records (counted and reported) instead of stopping",
                                 aliases=("--skip-invalid",))
     # --- LoRA / full
@@ -44,7 +47,8 @@ class TrainConfig:
     load_in_kbits: int = option(16, help="4 or 8: QLoRA base weights through bitsandbytes (GPU only); 16: off")
     quant_type: str = option("nf4", help="4-bit data type of --load_in_kbits 4", choices=("nf4", "fp4"))
     double_quant: bool = option(True, help="with --load_in_kbits 4: quantize the quantization constants too")
-    peft_path: str = option("", help="an existing LoRA adapter to continue training (its rank and modules are kept)")
+    peft_path: str = option("", help="an existing LoRA adapter to continue training (its rank and modules are kept)",
+                            path=ARTIFACT)
     trust_remote_code: bool = option(False, help="allow model code from the model directory")
     # --- optimisation
     learning_rate: float = option(1e-4, help="peak learning rate")
@@ -103,6 +107,7 @@ class TrainConfig:
             raise ConfigError("output_dir: required (where the adapter and checkpoints are written)")
         if not self.data:
             raise ConfigError("data: give at least one training file or folder")
+        self.data = parse_sources(self.data)  # plain paths stay strings; `data[i].weight: ...` errors
         if self.lora_rank < 1 and not self.full_finetuning:
             raise ConfigError(f"lora_rank: must be >= 1, got {self.lora_rank}")
         if not 0 <= self.lora_dropout < 1:
@@ -159,6 +164,9 @@ class PTConfig(TrainConfig):
     streaming: bool = option(False, help="read the corpus lazily (larger than memory); needs --max_steps")
     validation_split_percentage: float = option(0.0, help="percent of blocks held out for evaluation (without --validation_file)")
     txt_mode: str = option("auto", help="how .txt files split into documents: auto (paragraphs if blank lines separate text), line, paragraph")
+    template: str = option("tokenizer", help="chat template that renders instruction records (alpaca, sharegpt, "
+                           "messages) in the data as text: tokenizer (its own), " + ", ".join(list(TEMPLATES)[1:]))
+    system_prompt: str = option("", help="system message for instruction records without one")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -170,6 +178,11 @@ class PTConfig(TrainConfig):
             raise ConfigError(f"validation_split_percentage: must be in [0, 100), got {self.validation_split_percentage}")
         if self.txt_mode not in ("auto", "line", "paragraph"):
             raise ConfigError(f"txt_mode: must be auto, line or paragraph, got {self.txt_mode!r}")
+        if self.template not in TEMPLATES:
+            raise ConfigError(f"template: unknown template {self.template!r}; known: {', '.join(TEMPLATES)}")
+        if self.streaming and is_weighted(self.data):
+            raise ConfigError("data: weighted sources are drawn from blocks held in memory; drop --streaming "
+                              "or the weights")
 
     def has_validation(self) -> bool:
         return bool(self.validation_file) or self.validation_split_percentage > 0

@@ -27,24 +27,39 @@ def to_strings(pair: Any, tokenizer: Any, template: str, system_prompt: str) -> 
     return {"prompt": prompt, "chosen": answer(pair.chosen), "rejected": answer(pair.rejected)}
 
 
-def load_pairs(config: DPOConfig, paths: list[str], tokenizer: Any) -> tuple[Any, str]:
-    from datasets import Dataset
-
+def load_pairs(config: DPOConfig, paths: list[str], tokenizer: Any) -> tuple[list[dict[str, str]], str]:
     from subjectlm.data import load_dpo
 
     loaded = load_dpo(paths, skip_invalid=config.skip_invalid)
     rows = [to_strings(p, tokenizer, config.template, config.system_prompt) for p in loaded.items]
-    return Dataset.from_list(rows), loaded.summary()
+    return rows, loaded.summary()
+
+
+def load_train(config: DPOConfig, tokenizer: Any) -> tuple[list[dict[str, str]], str, list[dict] | None]:
+    """(rows, summary, drawn): every pair once, or each weighted source's pairs drawn by its weight."""
+    from subjectlm.data.mix import describe, is_weighted, mix, sources
+
+    if not is_weighted(config.data):
+        rows, summary = load_pairs(config, config.data, tokenizer)
+        return rows, summary, None
+    found = sources(config.data)
+    loaded = [load_pairs(config, [s.path], tokenizer) for s in found]
+    rows, drawn = mix([r for r, _ in loaded], [s.weight for s in found], config.seed, [s.path for s in found])
+    summary = "; ".join([*(f"{s.path}: {text}" for s, (_, text) in zip(found, loaded)), describe(drawn, "examples")])
+    return rows, summary, [d.to_json() for d in drawn]
 
 
 def run(config: DPOConfig, callbacks: list[Any] = ()) -> dict[str, Any]:
     def load_data(tokenizer: Any) -> StageData:
-        train, summary = load_pairs(config, config.data, tokenizer)
+        from datasets import Dataset
+
+        train, summary, drawn = load_train(config, tokenizer)
         evaluation = None
         if config.validation_file:
-            evaluation, eval_summary = load_pairs(config, config.validation_file, tokenizer)
+            rows, eval_summary = load_pairs(config, config.validation_file, tokenizer)
+            evaluation = Dataset.from_list(rows)
             summary += f"; validation: {eval_summary}"
-        return StageData(train, evaluation, summary)
+        return StageData(Dataset.from_list(train), evaluation, summary, drawn=drawn)
 
     return run_training(config, "dpo", load_data, make_trainer=lambda model, tokenizer, data: dpo_trainer(
         config, model, tokenizer, data.train, data.evaluation), callbacks=callbacks)

@@ -4,7 +4,7 @@ Layout (the adapter sits at the top so that `merge` and `chat` take the dir itse
 
     adapter_model.safetensors, adapter_config.json   LoRA (or model.safetensors + config.json when full)
     tokenizer files                                  the tokenizer the data was tokenized with
-    train_config.json                                the resolved config
+    train_config.json                                the resolved config (+ data_drawn: per weighted source)
     train_summary.json                               data summary, steps, trained tokens, final loss, runtime
     metrics.jsonl                                    one JSON object per logged step (train and eval)
     loss.png                                         train and eval loss over steps
@@ -118,13 +118,15 @@ def plot_loss(metrics_path: Path, png: Path) -> None:
 # ---- after training: the final save
 
 
-def save_final(trainer: Any, config: TrainConfig, info: dict[str, Any], metrics: dict[str, Any]) -> None:
-    """Model, tokenizer, resolved config, summary and loss plot, made final in one atomic step (main process)."""
+def save_final(trainer: Any, config: TrainConfig, info: dict[str, Any], metrics: dict[str, Any],
+               config_extra: dict[str, Any] | None = None) -> None:
+    """Model, tokenizer, resolved config (plus `config_extra`: the examples drawn per weighted source),
+    summary and loss plot, made final in one atomic step (main process)."""
     out = Path(config.output_dir).absolute()
     with atomic_dir(out, overwrite=True) as staged:
         trainer.save_model(str(staged))  # adapter (safetensors) + adapter_config.json, tokenizer
         (staged / "training_args.bin").unlink(missing_ok=True)  # pickle; train_config.json says it all
-        write_json(staged / "train_config.json", to_dict(config))
+        write_json(staged / "train_config.json", {**to_dict(config), **(config_extra or {})})
         losses = [r["loss"] for r in read_metrics(out / METRICS) if "loss" in r]
         write_json(staged / "train_summary.json", {
             **info, **metrics, "final_loss": losses[-1] if losses else None,

@@ -19,6 +19,7 @@ class StageData:
     evaluation: Any | None
     summary: str  # what was loaded (counts, skips, cache): printed and kept in train_summary.json
     validation: str = ""  # the validation data's own summary, when it is not part of `summary`
+    drawn: list[dict] | None = None  # weighted sources: what each gave (data/mix.py Drawn.to_json), else None
 
 
 # (model, tokenizer, data) -> a transformers Trainer; the default is pt's and sft's label-only Trainer
@@ -45,8 +46,9 @@ def run_training(config: TrainConfig, stage: str, load_data: Callable[[Any], Sta
     if trainer.eval_dataset is not None and config.do_eval is not False:
         metrics.update(trainer.evaluate())
     if trainer.is_world_process_zero():
-        info = {"data": data.summary, **({"validation": data.validation} if data.validation else {})}
-        save_final(trainer, config, info, metrics)
+        info = {"data": data.summary, **({"validation": data.validation} if data.validation else {}),
+                **({"data_drawn": data.drawn} if data.drawn is not None else {})}
+        save_final(trainer, config, info, metrics, {"data_drawn": data.drawn} if data.drawn is not None else {})
     trainer.accelerator.wait_for_everyone()
 
     kind = "model" if config.full_finetuning else "adapter"

@@ -35,11 +35,26 @@ def load_examples(config: SFTConfig, paths: list[str], tokenizer: Any, what: str
     return rows, summary
 
 
+def load_train(config: SFTConfig, tokenizer: Any) -> tuple[list[dict], str, list[dict] | None]:
+    """(rows, summary, drawn): all examples once, or with weighted sources each source's examples drawn
+    by its weight (data/mix.py); `drawn` says what each source gave."""
+    from subjectlm.data.mix import describe, is_weighted, mix, sources
+
+    if not is_weighted(config.data):
+        rows, summary = load_examples(config, config.data, tokenizer, "train")
+        return rows, summary, None
+    found = sources(config.data)
+    loaded = [load_examples(config, [s.path], tokenizer, "train") for s in found]
+    rows, drawn = mix([r for r, _ in loaded], [s.weight for s in found], config.seed, [s.path for s in found])
+    summary = "; ".join([*(f"{s.path}: {text}" for s, (_, text) in zip(found, loaded)), describe(drawn, "examples")])
+    return rows, summary, [d.to_json() for d in drawn]
+
+
 def run(config: SFTConfig, callbacks: list[Any] = ()) -> dict[str, Any]:
     def load_data(tokenizer: Any) -> StageData:
-        train, summary = load_examples(config, config.data, tokenizer, "train")
+        train, summary, drawn = load_train(config, tokenizer)
         evaluation, validation = (load_examples(config, config.validation_file, tokenizer, "validation")
                                   if config.validation_file else (None, ""))
-        return StageData(train, evaluation, summary, validation)
+        return StageData(train, evaluation, summary, validation, drawn=drawn)
 
     return run_training(config, "sft", load_data, packed=config.packing, callbacks=callbacks)

@@ -137,6 +137,18 @@ def render(messages: list[Message], template: str, tokenizer: Any, system_prompt
     return TEMPLATES[template](with_system(messages, system_prompt), tokenizer)
 
 
+def conversation_text(messages: list[Message], template: str, tokenizer: Any, system_prompt: str = "") -> str:
+    """A whole conversation as the text the template renders (pt trains on instruction records this way).
+    The tokenizer's template renders in one call: pt needs no trained spans, so a template that rewrites
+    earlier turns (which sft refuses) is fine here."""
+    if template == "tokenizer":
+        if not getattr(tokenizer, "chat_template", None):
+            raise TemplateError("the tokenizer has no chat template to render instruction records; "
+                                "pass --template chatml|llama3|qwen|alpaca")
+        return _render(tokenizer, with_system(messages, system_prompt), False)
+    return "".join(text for text, _ in render(messages, template, tokenizer, system_prompt))
+
+
 def render_prompt(messages: list[Message], template: str, tokenizer: Any, system_prompt: str = "") -> str:
     """The text that asks for the next assistant reply (for dpo and generation)."""
     messages = with_system(messages, system_prompt)
