@@ -118,7 +118,7 @@ def _peak_rss_mb() -> float:
 
 
 def child_ours(args, scoring: str = "letter") -> dict:
-    from subjectlm.eval.runner import PREDICTIONS, ExamConfig, read_predictions, run_exam
+    from subjectlm.eval.exam.runner import PREDICTIONS, ExamConfig, read_predictions, run_exam
 
     out = Path(args.workdir) / f"ours_{scoring}"
     start = time.perf_counter()
@@ -126,12 +126,12 @@ def child_ours(args, scoring: str = "letter") -> dict:
                         batch_size=args.batch_size, limit=args.limit, output_dir=str(out), overwrite=True,
                         dtype="fp32", device="cpu", scoring=scoring), log=lambda _: None)
     seconds = time.perf_counter() - start
-    preds = {f"{r['subject']}/{r['id']}": {"prediction": r["prediction"], "correct": r["correct"],
-                                           "modes": r.get("modes", {}), "cloze": r.get("cloze")}
+    preds = {f"{r.subject}/{r.id}": {"prediction": r.prediction, "correct": r.correct,
+                                     "modes": r.modes or {}, "cloze": r.cloze}
              for r in read_predictions(out / PREDICTIONS)}
     # The exact prompts, to compare with lm-eval's contexts.
-    from subjectlm.eval import prompts as P
-    from subjectlm.eval.exams import read_exam
+    from subjectlm.eval.exam import prompts as P
+    from subjectlm.eval.exam.directory import read_exam
 
     _, exams = read_exam(args.data, "ceval", "val", args.subjects)
     style = P.style("ceval")

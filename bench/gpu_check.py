@@ -444,8 +444,8 @@ def worker_prefix(model: str, device: str, quick: bool) -> dict:
     import torch
 
     from subjectlm.backends.hf import HFBackend
-    from subjectlm.eval import prompts as P
-    from subjectlm.eval.exams import read_exam
+    from subjectlm.eval.exam import prompts as P
+    from subjectlm.eval.exam.directory import read_exam
 
     def sync() -> None:
         if device.startswith("cuda"):
@@ -556,8 +556,8 @@ def dry_run(ctx: Ctx) -> list[str]:
 
     problems = []
     for module, names in (("subjectlm.backends.hf", ("HFBackend",)), ("subjectlm.backends.score_hf", ("HFScorer",)),
-                          ("subjectlm.eval.prompts", ("prompt", "continuations", "style")),
-                          ("subjectlm.eval.exams", ("read_exam",)),
+                          ("subjectlm.eval.exam.prompts", ("prompt", "continuations", "style")),
+                          ("subjectlm.eval.exam.directory", ("read_exam",)),
                           ("subjectlm.models", ("default_model_dir", "is_model_dir", "resolve_model"))):
         try:
             imported = importlib.import_module(module)

@@ -13,6 +13,7 @@ from subjectlm.arena.judge_model import ENDINGS, LocalJudge, endpoint_url, run_m
 from subjectlm.arena.prompts import VERDICT_PREFILL, WINNERS
 from subjectlm.arena.records import load_battles, pending_pairs
 from subjectlm.arena.results import run_results
+from subjectlm.backends.spec import ModelSpec
 
 PROMPTS = [
     {"id": "q1", "prompt": "How old is the Corran Gabbro?", "category": "recall", "reference": "4.2 million years."},
@@ -70,7 +71,7 @@ def test_score_equals_unpadded_log_probs(tiny_llama_dir):
     """The batched, right-padded scoring gives each verdict ending its own sequence log-probability."""
     import torch
 
-    judge = LocalJudge(str(tiny_llama_dir))
+    judge = LocalJudge(ModelSpec(str(tiny_llama_dir), dtype="auto"))
     messages = [{"role": "user", "content": "Which is better? A: x B: y"}]
     probs = judge.score(messages)
     prefix = judge._chat(messages) + VERDICT_PREFILL

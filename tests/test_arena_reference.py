@@ -7,9 +7,9 @@ import pytest
 
 from subjectlm.arena.config import JudgeConfig, ResultsConfig
 from subjectlm.arena.judge_reference import reference_scores, reference_verdict, run_reference_judge
+from subjectlm.arena.recipe_stage import head_to_head
 from subjectlm.arena.records import load_battles, load_prompts
 from subjectlm.arena.results import run_results
-from subjectlm.arena.stage import head_to_head
 from subjectlm.cli import main
 from subjectlm.config import ConfigError
 
@@ -133,7 +133,7 @@ def test_head_to_head_win_rate():
 
 
 def test_arena_stage_with_reference_judge(tmp_path, tiny_llama_dir, tiny_qwen2_dir):
-    from subjectlm.arena.stage import ArenaStageConfig, run
+    from subjectlm.arena.recipe_stage import ArenaStageConfig, run
 
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps(p) + "\n" for p in PROMPTS))

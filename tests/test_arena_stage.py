@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from subjectlm.arena.stage import ArenaStageConfig, run
+from subjectlm.arena.recipe_stage import ArenaStageConfig, run
 from subjectlm.config import ConfigError
 
 

@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("httpx")
 
 from standin_teacher import Reply, StandinTeacher  # noqa: E402
-from subjectlm.backends import BackendUnavailable, GenParams, open_backend  # noqa: E402
+from subjectlm.backends import BackendUnavailable, GenParams, ModelSpec, open_backend  # noqa: E402
 from subjectlm.backends.openai import (  # noqa: E402
     EndpointError,
     OpenAIBackend,
@@ -68,7 +68,7 @@ def test_retry_after_seconds():
 def test_generate_order_usage_auth_and_concurrency(monkeypatch):
     monkeypatch.setenv("STANDIN_KEY", "sk-abc")
     with StandinTeacher(slots=16, latency=0.1, max_requests=50) as server:
-        backend = open_backend(server.url, api_key_env="STANDIN_KEY", concurrency=3)
+        backend = open_backend(ModelSpec(server.url), api_key_env="STANDIN_KEY", concurrency=3)
         assert isinstance(backend, OpenAIBackend) and backend.model_id == "standin"  # from /v1/models
         prompts = [chat(f"q{i} one two") for i in range(12)]
         start = time.monotonic()
@@ -187,7 +187,7 @@ def test_stream():
 
 
 def test_scoring_is_unavailable_and_bad_urls():
-    backend = open_backend("http://127.0.0.1:9/v1", "openai", served_model="m")
+    backend = open_backend(ModelSpec("http://127.0.0.1:9/v1", "openai"), served_model="m")
     with pytest.raises(BackendUnavailable, match="local model"):
         backend.score_next(["a"], ["b"])
     with pytest.raises(BackendUnavailable, match="local model"):
@@ -195,4 +195,4 @@ def test_scoring_is_unavailable_and_bad_urls():
     from subjectlm.errors import UserError
 
     with pytest.raises(UserError, match="not an http"):
-        open_backend("models/x", "openai")
+        open_backend(ModelSpec("models/x", "openai"))

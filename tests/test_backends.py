@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from subjectlm.backends import GenParams, open_backend
+from subjectlm.backends import GenParams, ModelSpec, open_backend
 from subjectlm.backends.text import chat_text
 
 PROMPTS = [[{"role": "user", "content": "What is the water cycle?"}],
@@ -26,7 +26,7 @@ def _streamed(backend, prompt, params):
 
 @pytest.fixture(scope="module")
 def hf(tiny_llama_dir):
-    return open_backend(tiny_llama_dir, "hf", batch_size=3)
+    return open_backend(ModelSpec(tiny_llama_dir, "hf", batch_size=3))
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_hf_cancel_stops_the_stream(hf):
 
 
 def test_gguf_generate_equals_stream_and_cancel_stops(gguf_path):
-    backend = open_backend(gguf_path, n_ctx=512)
+    backend = open_backend(ModelSpec(gguf_path, n_ctx=512))
     try:
         params = GenParams(max_tokens=6)
         for prompt, answer in zip(PROMPTS, backend.generate(PROMPTS, params)):
@@ -113,9 +113,9 @@ def test_gguf_generate_equals_stream_and_cancel_stops(gguf_path):
 
 def test_the_gguf_path_does_not_import_torch(gguf_path):
     code = ("import sys\n"
-            "from subjectlm.backends import GenParams, open_backend\n"
-            "import subjectlm.export.verify, subjectlm.serve.server, subjectlm.serve.chat, subjectlm.eval.runner\n"
-            f"b = open_backend({str(gguf_path)!r}, n_ctx=256)\n"
+            "from subjectlm.backends import GenParams, ModelSpec, open_backend\n"
+            "import subjectlm.export.verify, subjectlm.serve.server, subjectlm.serve.chat, subjectlm.eval.exam.runner\n"
+            f"b = open_backend(ModelSpec({str(gguf_path)!r}, n_ctx=256))\n"
             "a = b.generate([[{'role': 'user', 'content': 'hi'}]], GenParams(max_tokens=3))[0]\n"
             "letters = b.score_next(['Q: 1+1?\\nA. 2\\nB. 3\\nAnswer:'], [' A', ' B'])[0]\n"
             "cloze = b.score_continuations(['The sky is'], [[' blue', ' green']])[0]\n"
@@ -132,10 +132,10 @@ def test_open_backend_errors(tmp_path):
     from subjectlm.config import ConfigError
 
     with pytest.raises(ConfigError, match="use --backend llamacpp"):
-        open_backend(tmp_path / "m.gguf", "hf")
+        open_backend(ModelSpec(tmp_path / "m.gguf", "hf"))
     with pytest.raises(ConfigError, match="needs a .gguf"):
-        open_backend(tmp_path, "llamacpp")
+        open_backend(ModelSpec(tmp_path, "llamacpp"))
     with pytest.raises(ConfigError, match="does not exist"):
-        open_backend(tmp_path / "missing.gguf")
+        open_backend(ModelSpec(tmp_path / "missing.gguf"))
     with pytest.raises(ConfigError, match="not one of"):
-        open_backend(tmp_path, "tgi")
+        open_backend(ModelSpec(tmp_path, "tgi"))

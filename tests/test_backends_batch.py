@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from subjectlm.backends import GenParams, open_backend
+from subjectlm.backends import GenParams, ModelSpec, open_backend
 
 PROMPTS = [[{"role": "user", "content": "What is the water cycle?"}],
            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Why does it rain so often here?"}],
@@ -21,12 +21,12 @@ PROMPTS = [[{"role": "user", "content": "What is the water cycle?"}],
 
 @pytest.fixture(scope="module")
 def serial(tiny_llama_dir):
-    return open_backend(tiny_llama_dir, "hf")
+    return open_backend(ModelSpec(tiny_llama_dir, "hf"))
 
 
 @pytest.fixture(scope="module")
 def batched(tiny_llama_dir):
-    return open_backend(tiny_llama_dir, "hf", parallel=8)
+    return open_backend(ModelSpec(tiny_llama_dir, "hf"), parallel=8)
 
 
 def _answer(backend, prompt, params, cancel=None):

@@ -99,7 +99,7 @@ def exported(request, smollm_tokenizer, tmp_path_factory):
     model_dir, answer = _scripted_model(tok, TEMPLATES[name][0], root / "model")
     if importlib.util.find_spec("llama_cpp") is None:
         return name, tok, model_dir, answer, None, None
-    result, _ = export_model(model_dir, root / "m.gguf", "f16", "subjectlm", progress=False)
+    result, _ = export_model(model_dir, root / "m.gguf", "f16", converter="subjectlm", progress=False)
     return name, tok, model_dir, answer, result.path, result
 
 

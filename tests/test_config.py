@@ -90,8 +90,8 @@ def test_help_lists_the_allowed_values():
 
 def test_stage_dtypes_come_from_one_table():
     from subjectlm.arena.config import GenerateConfig
+    from subjectlm.eval.exam.runner import ExamConfig
     from subjectlm.eval.ppl import PPLConfig
-    from subjectlm.eval.runner import ExamConfig
     from subjectlm.merge.config import MergeConfig
     from subjectlm.models import DTYPE_CHOICES, dtype_name
     from subjectlm.train.config import SFTConfig

@@ -28,8 +28,8 @@ def test_every_stage_error_is_a_user_error():
     from subjectlm.backends import BackendUnavailable
     from subjectlm.config import ConfigError
     from subjectlm.data.errors import DataError, DataFileNotFoundError
-    from subjectlm.eval.compare import CompareError
-    from subjectlm.eval.exams import ExamError
+    from subjectlm.eval.exam.compare import CompareError
+    from subjectlm.eval.exam.directory import ExamError
     from subjectlm.export.gguf import ExportError
     from subjectlm.export.hparams import HParamsError
     from subjectlm.export.quantize import QuantizeError

@@ -14,8 +14,8 @@ import torch
 
 from conftest import CEVAL_DIR
 from subjectlm.backends.score_tokens import encode_pair
-from subjectlm.eval import prompts as P
-from subjectlm.eval.cloze import cloze_picks
+from subjectlm.eval.exam import prompts as P
+from subjectlm.eval.exam.cloze import cloze_picks
 
 Q1 = P.ExamDoc("logic", "0", "1+1=____", ("1", "2", "3", "4"), "B")
 Q2 = P.ExamDoc("logic", "1", "中国的首都是____", ("上海", "北京", "广州", "深圳"), "B")
@@ -157,8 +157,8 @@ def full_continuation_logprob(backend, context: str, continuation: str, special:
 def _check_cloze(backend, subjects: list[str], shots: int = 5, limit: int | None = None,
                  with_prompt: bool = False) -> int:
     from subjectlm.backends.score_tokens import common_prefix_length
-    from subjectlm.eval.cloze import cloze_contexts
-    from subjectlm.eval.exams import read_exam
+    from subjectlm.eval.exam.cloze import cloze_contexts
+    from subjectlm.eval.exam.directory import read_exam
 
     fmt, exams = read_exam(CEVAL_DIR, "ceval", "val", subjects)
     style = P.style(fmt)

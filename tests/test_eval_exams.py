@@ -7,7 +7,14 @@ import json
 import pytest
 
 from conftest import CEVAL_DIR
-from subjectlm.eval.exams import CEVAL_HARD, CMMLU_SUBJECTS, MMLU_CATEGORIES, ExamError, detect_format, read_exam
+from subjectlm.eval.exam.directory import (
+    CEVAL_HARD,
+    CMMLU_SUBJECTS,
+    MMLU_CATEGORIES,
+    ExamError,
+    detect_format,
+    read_exam,
+)
 
 
 def _write(path, text):

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
-from subjectlm.eval import prompts as P  # noqa: E402
+from subjectlm.eval.exam import prompts as P  # noqa: E402
 
 
 @pytest.mark.slow  # a llama.cpp built without AVX takes ~1 min here

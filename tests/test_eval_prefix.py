@@ -12,8 +12,8 @@ from conftest import CEVAL_DIR
 from subjectlm.backends.hf import HFBackend
 from subjectlm.backends.score_hf import HFScorer
 from subjectlm.backends.score_tokens import TokenizerText, common_prefix_length
-from subjectlm.eval import prompts as P
-from subjectlm.eval.exams import read_exam
+from subjectlm.eval.exam import prompts as P
+from subjectlm.eval.exam.directory import read_exam
 
 pytestmark = pytest.mark.skipif(not CEVAL_DIR.is_dir(), reason="../shared/ceval-exam not present")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from subjectlm.eval import prompts as P
-from subjectlm.eval.extract import extract_choice
+from subjectlm.eval.exam import prompts as P
+from subjectlm.eval.exam.extract import extract_choice
 
 Q1 = P.ExamDoc("logic", "0", "1+1=____", ("1", "2", "3", "4"), "B", "1. 一加一等于二。")
 Q2 = P.ExamDoc("logic", "1", "2+2=____", ("4", "5", "6", "7"), "A")

@@ -7,7 +7,7 @@ import pytest
 
 from subjectlm.cli import main
 from subjectlm.data.errors import DataError
-from subjectlm.eval import qa as Q
+from subjectlm.eval.qa import items as Q
 from subjectlm.scoring import text as T
 from subjectlm.scoring.stats import bootstrap_mean_ci, paired_bootstrap_ci, paired_comparison, sign_test
 
@@ -188,7 +188,7 @@ def test_paired_comparison_means():
 @pytest.fixture(scope="module")
 def qa_model(tiny_llama_dir):
     from subjectlm.backends.hf import HFBackend
-    from subjectlm.eval.qa_runner import QAModel
+    from subjectlm.eval.qa.runner import QAModel
 
     return QAModel(HFBackend(tiny_llama_dir, dtype="fp32", device="cpu"), chat="auto")
 
@@ -309,7 +309,7 @@ def test_eval_qa_from_an_exam_directory(tmp_path, tiny_llama_dir, capsys):
 
 
 def test_eval_stage_runs_exam_and_qa_for_both_models(tmp_path, tiny_llama_dir, tiny_qwen2_dir):
-    from subjectlm.eval.stage import EvalStageConfig, run
+    from subjectlm.eval.recipe_stage import EvalStageConfig, run
 
     config = EvalStageConfig(data=str(write_exam(tmp_path / "exam")), model=str(tiny_llama_dir),
                              base_model=str(tiny_qwen2_dir), shots=1, qa_data=str(write_qa(tmp_path / "qa.jsonl")),

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from subjectlm.cli import main
-from subjectlm.eval.compare import compare_runs, mcnemar_exact
-from subjectlm.eval.runner import PREDICTIONS, ExamConfig, read_predictions, run_exam
+from subjectlm.eval.exam.compare import compare_runs, mcnemar_exact
+from subjectlm.eval.exam.runner import PREDICTIONS, ExamConfig, read_predictions, run_exam
 
 # subject -> val rows (question, answer); the fake model answers the letter after "pick".
 VAL = {
@@ -105,8 +105,8 @@ def test_summary_numbers(exam_dir, tmp_path):
         assert (out / name).stat().st_size > 0
     assert not (out / "submission.json").exists()
     first = read_predictions(out / PREDICTIONS)[0]
-    assert first["subject"] == "alpha" and first["prediction"] == "A" and first["correct"] is True
-    assert first["probs"] == {"A": 0.7, "B": 0.1, "C": 0.1, "D": 0.1}
+    assert first.subject == "alpha" and first.prediction == "A" and first.correct is True
+    assert first.probs == {"A": 0.7, "B": 0.1, "C": 0.1, "D": 0.1}
     assert "| Humanities | 1 | 3 | 33.33 | 33.33 |" in (out / "report.md").read_text()
 
 
@@ -160,7 +160,7 @@ def test_test_split_writes_submission_and_n_times(exam_dir, tmp_path):
 def test_cot_extracts_letters(exam_dir, tmp_path):
     summary = run_exam(_config(exam_dir, tmp_path / "cot", cot=True), log=lambda _: None, backend=FakeBackend())
     assert summary["micro"] == pytest.approx(6 / 9)
-    assert read_predictions(tmp_path / "cot" / PREDICTIONS)[0]["response"] == "所以答案是A。"
+    assert read_predictions(tmp_path / "cot" / PREDICTIONS)[0].response == "所以答案是A。"
 
 
 def _fake_run(path: Path, outcomes: dict[str, list[bool]], categories: dict[str, str]) -> Path:
@@ -196,29 +196,10 @@ def test_compare_mcnemar_exact(tmp_path):
         assert (tmp_path / "cmp" / name).stat().st_size > 0
 
 
-def test_ppl_sliding_window_matches_per_token_reference(tiny_llama_dir, tmp_path):
-    import torch
+def test_ppl_runs_on_chinese_text(tiny_llama_dir, tmp_path):
+    """The windows themselves are tested against per-token contexts in test_loglik.py (score_rolling)."""
+    from subjectlm.eval.ppl import PPLConfig, run_ppl
 
-    from subjectlm.eval.ppl import PPLConfig, run_ppl, sliding_nll
-    from subjectlm.models import load_model
-
-    model = load_model(tiny_llama_dir, dtype="fp32")
-    ids = list(range(100, 140))
-    max_length, stride = 16, 6
-    want = 0.0
-    for t in range(1, len(ids)):
-        begin = next(b for b in range(0, len(ids), stride) if t < b + max_length and t > b)
-        with torch.inference_mode():
-            logits = model(input_ids=torch.tensor([ids[begin:t]])).logits[0, -1]
-        want -= float(torch.log_softmax(logits, -1)[ids[t]])
-    total, count = sliding_nll(model, ids, max_length, stride)
-    assert count == len(ids) - 1
-    assert total == pytest.approx(want, rel=1e-5)
-    # One window covering everything = the model's own mean loss.
-    with torch.inference_mode():
-        loss = float(model(input_ids=torch.tensor([ids]), labels=torch.tensor([ids])).loss)
-    total, count = sliding_nll(model, ids, 64, 32)
-    assert total / count == pytest.approx(loss, rel=1e-5)
     text = tmp_path / "held_out.txt"
     text.write_text("光合作用是植物利用光能把二氧化碳和水合成有机物的过程。" * 3, encoding="utf-8")
     result = run_ppl(PPLConfig(model=str(tiny_llama_dir), data=[str(text)], max_length=32, stride=16,
@@ -227,7 +208,7 @@ def test_ppl_sliding_window_matches_per_token_reference(tiny_llama_dir, tmp_path
 
 
 def test_stage_examines_both_models_and_compares(exam_dir, tmp_path, tiny_llama_dir, tiny_qwen2_dir):
-    from subjectlm.eval.stage import EvalStageConfig, run
+    from subjectlm.eval.recipe_stage import EvalStageConfig, run
 
     result = run(EvalStageConfig(model=str(tiny_llama_dir), base_model=str(tiny_qwen2_dir), data=str(exam_dir),
                                  shots=1, output_dir=str(tmp_path / "stage")))
@@ -285,11 +266,11 @@ def test_scoring_both_summary_report_and_predictions(exam_dir, tmp_path):
     saved = json.loads((out / "summary.json").read_text())
     assert set(saved["modes"]) == set(summary["modes"])
     first = read_predictions(out / PREDICTIONS)[0]
-    assert first["modes"]["letter"] == {"prediction": "A", "correct": True}
-    assert first["modes"]["cloze_acc"] == {"prediction": "D", "correct": False}
-    assert first["modes"]["cloze_acc_pmi"] == {"prediction": "A", "correct": True}
-    assert first["cloze"]["logprobs"] == {"A": -3.0, "B": -3.0, "C": -3.0, "D": -1.0}
-    assert first["cloze"]["neutral_logprobs"] == {"A": -5.0, "B": -5.0, "C": -5.0, "D": -0.1}
+    assert first.modes["letter"] == {"prediction": "A", "correct": True}
+    assert first.modes["cloze_acc"] == {"prediction": "D", "correct": False}
+    assert first.modes["cloze_acc_pmi"] == {"prediction": "A", "correct": True}
+    assert first.cloze["logprobs"] == {"A": -3.0, "B": -3.0, "C": -3.0, "D": -1.0}
+    assert first.cloze["neutral_logprobs"] == {"A": -5.0, "B": -5.0, "C": -5.0, "D": -0.1}
     report = (out / "report.md").read_text()
     assert "| group | subjects | questions | letter % | cloze acc % | cloze acc_norm % | cloze acc_bytes % " \
            "| cloze acc_pmi % |" in report
@@ -307,7 +288,7 @@ def test_scoring_cloze_alone_heads_with_acc_norm(exam_dir, tmp_path):
                        backend=NoLetters())
     assert summary["primary_mode"] == "cloze_acc_norm" and "letter" not in summary["modes"]
     assert summary["micro"] == pytest.approx(3 / 9)
-    assert read_predictions(tmp_path / "cloze" / PREDICTIONS)[0]["prediction"] == "D"
+    assert read_predictions(tmp_path / "cloze" / PREDICTIONS)[0].prediction == "D"
 
 
 def test_cloze_prompts_sent(exam_dir, tmp_path):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from subjectlm.backends import BackendUnavailable, GenParams, open_backend
+from subjectlm.backends import BackendUnavailable, GenParams, ModelSpec, open_backend
 from subjectlm.backends.hf import HFBackend
 
 
@@ -96,28 +96,28 @@ def fake_vllm(monkeypatch):
 def test_vllm_letter_logprobs_equal_the_hf_backend(fake_vllm, tiny_llama_dir):
     prompts = [f"问题{i}：1+{i}=?\nA. {i}\nB. {i + 1}\nC. {i + 2}\nD. {i + 3}\n答案：" for i in range(5)]
     letters = ["A", "B", "C", "D"]
-    got = open_backend(str(tiny_llama_dir), "vllm", dtype="fp32", batch_size=8).score_next(prompts, letters)
+    got = open_backend(ModelSpec(str(tiny_llama_dir), "vllm", dtype="fp32", batch_size=8)).score_next(prompts, letters)
     want = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu").score_next(prompts, letters)
     assert len(got) == 5 and all(len(row) == 4 for row in got)
     assert max(abs(a - b) for g, w in zip(got, want) for a, b in zip(g, w)) <= 1e-4
 
 
 def test_vllm_cloze_logprobs_equal_the_hf_backend(fake_vllm, tiny_llama_dir):
-    from subjectlm.eval import prompts as P
+    from subjectlm.eval.exam import prompts as P
 
     s = P.style("ceval")
     shot = P.ExamDoc("x", "0", "中国的首都是____", ("上海", "北京", "广州", "深圳"), "B")
     docs = [P.ExamDoc("x", str(i), f"1+{i}=____", (str(i), str(i + 1), f"{i}加一", "不知道"), "B") for i in range(3)]
     contexts = [P.cloze_prompt(s, "算术", [shot], d) for d in docs]
     options = [P.cloze_continuations(s, d) for d in docs]
-    got = open_backend(str(tiny_llama_dir), "vllm", dtype="fp32").score_continuations(contexts, options)
+    got = open_backend(ModelSpec(str(tiny_llama_dir), "vllm", dtype="fp32")).score_continuations(contexts, options)
     want = HFBackend(str(tiny_llama_dir), dtype="fp32", device="cpu").score_continuations(contexts, options)
     assert len(got) == 3 and all(len(row) == 4 for row in got)
     assert max(abs(a - b) for g, w in zip(got, want) for a, b in zip(g, w)) <= 1e-4
 
 
 def test_vllm_generate_returns_one_reply_per_prompt(fake_vllm, tiny_llama_dir):
-    backend = open_backend(str(tiny_llama_dir), "vllm")
+    backend = open_backend(ModelSpec(str(tiny_llama_dir), "vllm"))
     answers = backend.generate(["a", "b"], GenParams(max_tokens=3))
     assert len(answers) == 2 and all(a.completion_tokens == 3 and a.finish_reason == "length" for a in answers)
 
@@ -125,4 +125,4 @@ def test_vllm_generate_returns_one_reply_per_prompt(fake_vllm, tiny_llama_dir):
 def test_missing_vllm_is_a_clear_error(monkeypatch, tiny_llama_dir):
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
     with pytest.raises(BackendUnavailable, match="pip install 'subjectlm\\[vllm\\]'"):
-        open_backend(str(tiny_llama_dir), "vllm")
+        open_backend(ModelSpec(str(tiny_llama_dir), "vllm"))

@@ -253,7 +253,7 @@ def test_write_modelfile_beside_the_gguf(llama_f16):
 def test_recipe_stage_exports_verifies_and_answers(tiny_llama_dir, tmp_path):
     import json
 
-    from subjectlm.export.stage import ExportStageConfig, run
+    from subjectlm.export.job import ExportStageConfig, run
 
     result = run(ExportStageConfig(model=str(tiny_llama_dir), output_dir=str(tmp_path), quantize=["q8_0"],
                                    question="Hello?", answer_tokens=8, ollama=True))

@@ -79,7 +79,7 @@ def test_our_converter_on_a_family_outside_the_table_names_the_other(tmp_path):
 
 def test_unknown_converter_is_a_config_error():
     from subjectlm.config import ConfigError
-    from subjectlm.export.stage import GGUFConfig
+    from subjectlm.export.job import GGUFConfig
 
     with pytest.raises(ConfigError, match="converter"):
         GGUFConfig(converter="ollama")

@@ -72,7 +72,7 @@ def test_eval_exam_killed_then_resumed_equals_uninterrupted(tmp_path, exam_dir, 
     args = ["eval", "exam", "--model", tiny_llama_dir, "--data", exam_dir, "--shots", "1", "--output_dir"]
     _ok(_subjectlm(args + [tmp_path / "whole"]))
     # Killed as it starts the second subject: the first subject's answers are flushed, nothing else.
-    patch = ("import subjectlm.eval.runner as R\n_real, _calls = R.answer_chunk, []\n"
+    patch = ("import subjectlm.eval.exam.runner as R\n_real, _calls = R.answer_chunk, []\n"
              "def _chunk(*a, **k):\n    _calls.append(1)\n    if len(_calls) == 2:\n        _die()\n"
              "    return _real(*a, **k)\nR.answer_chunk = _chunk\n")
     killed = tmp_path / "killed"
@@ -96,7 +96,7 @@ def test_eval_qa_killed_then_resumed_equals_uninterrupted(tmp_path, tiny_llama_d
             "--output_dir"]
     _ok(_subjectlm(args + [tmp_path / "whole"]))
     # Killed as it starts the second batch: the first batch's answers are flushed, nothing else.
-    patch = ("import subjectlm.eval.qa_runner as R\n_real, _calls = R.score_batch, []\n"
+    patch = ("import subjectlm.eval.qa.runner as R\n_real, _calls = R.score_batch, []\n"
              "def _batch(*a, **k):\n    _calls.append(1)\n    if len(_calls) == 2:\n        _die()\n"
              "    return _real(*a, **k)\nR.score_batch = _batch\n")
     killed = tmp_path / "killed"
@@ -124,7 +124,7 @@ def test_merge_killed_before_its_rename_leaves_no_output(tmp_path, tiny_llama_di
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     _ok(_subjectlm(args + [whole]))
     # Killed with the weights written into the temporary folder, before the side files and the rename.
-    _killed(_subjectlm(args + [killed], "import subjectlm.merge.stage as S\nS._copy_side_files = _die\n"))
+    _killed(_subjectlm(args + [killed], "import subjectlm.merge.write as S\nS._copy_side_files = _die\n"))
     assert not killed.exists()
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".killed")]
     assert leftovers and all(".tmp-" in n or ".scratch-" in n for n in leftovers)  # hidden, beside it

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from subjectlm.cli import build_parser
+from subjectlm.compat.cla3.flags import ExamFlags, OldScriptFlags, exam_config
 from subjectlm.config import config_from_args
-from subjectlm.eval.runner import ExamConfig
+from subjectlm.eval.exam.runner import ExamConfig
 from subjectlm.train.config import PTConfig, SFTConfig
 
 BASE = ["--model", "m", "--data", "d.json", "--output_dir", "o"]
@@ -96,8 +97,13 @@ def test_worker_processes_tokenize_exactly_as_one(smollm_tokenizer):
 # ---- eval exam
 
 
+def _exam_and_old_flags(*flags: str) -> tuple[ExamConfig, OldScriptFlags]:
+    """What `eval exam` builds from these flags: the ExamConfig, after the old flags were translated."""
+    return exam_config(config_from_args(ExamFlags, build_parser().parse_args(["eval", "exam", "--data", "x", *flags])))
+
+
 def _exam(*flags: str) -> ExamConfig:
-    return config_from_args(ExamConfig, build_parser().parse_args(["eval", "exam", "--data", "x", *flags]))
+    return _exam_and_old_flags(*flags)[0]
 
 
 @pytest.mark.parametrize("flags, shots", [
@@ -129,10 +135,10 @@ def test_cla3_with_cot_is_an_error():
 
 
 def test_old_flags_that_change_nothing_say_so():
-    from subjectlm.eval import legacy_outputs
+    from subjectlm.compat.cla3.flags import notes
 
-    assert legacy_outputs.notes(_exam()) == []
-    lines = legacy_outputs.notes(_exam("--use_flash_attention_2", "--verbose"))
+    assert notes(_exam_and_old_flags()[1]) == []
+    lines = notes(_exam_and_old_flags("--use_flash_attention_2", "--verbose")[1])
     assert len(lines) == 2 and all(line.startswith("note: --") for line in lines)
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from subjectlm.eval import prompts_cla3 as C
-from subjectlm.eval.prompts import ExamDoc
+from subjectlm.compat.cla3 import prompts as C
+from subjectlm.eval.exam.prompts import ExamDoc
 
 SYS = "<|start_header_id|>system<|end_header_id|>\n\nYou are a helpful assistant. 你是一个乐于助人的助手。<|eot_id|>"
 HEADER = "以下是中国关于逻辑学考试的单项选择题，请选出其中的正确答案。\n\n"
@@ -88,7 +88,7 @@ def test_a_shot_without_answer_is_an_error():
 def test_letter_scores_apply_the_old_penalty_and_temperature():
     import torch
 
-    from subjectlm.eval.cla3 import letter_scores
+    from subjectlm.compat.cla3.scorer import letter_scores
 
     logits = torch.tensor([0.0, 2.0, -1.0, 0.5, 3.0, 1.0, -2.0, 4.0])
     # bare letters 1..4, letters after ： 4..7 (A's two tokens differ, D's bare id is C's colon id ...)
@@ -105,7 +105,7 @@ def test_letter_scores_equal_generate_output_scores(tiny_llama_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-    from subjectlm.eval.cla3 import letter_scores, letter_token_ids
+    from subjectlm.compat.cla3.scorer import letter_scores, letter_token_ids
 
     tok = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
     model = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir), dtype=torch.float32)
@@ -131,7 +131,7 @@ def test_on_the_llama3_vocabulary_the_two_letter_tokens_are_one():
     """With Llama 3's tokenizer "：A" is "：" + "A", so the old score counts the bare letter twice; and "\\nA. "
     puts every letter token in the prompt, so the repetition penalty shifts all four alike (argmax unchanged)."""
     from conftest import SHARED
-    from subjectlm.eval.cla3 import letter_token_ids
+    from subjectlm.compat.cla3.scorer import letter_token_ids
 
     vocab = SHARED / "llama-vocabs" / "ggml-vocab-llama-bpe.gguf"
     if not vocab.is_file():

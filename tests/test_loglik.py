@@ -213,8 +213,8 @@ def test_eval_ppl_numbers_unchanged_on_hf(tiny_llama_dir, texts, tmp_path, windo
 
 @pytest.mark.parametrize("chat", [True, False])
 def test_qa_reference_loglik_unchanged_on_hf(hf, chat):
-    from subjectlm.eval import qa as Q
-    from subjectlm.eval.qa_runner import QAModel
+    from subjectlm.eval.qa import items as Q
+    from subjectlm.eval.qa.runner import QAModel
 
     qa_model = QAModel(hf, chat="on" if chat else "off")
     items = [Q.QAItem(r["id"], r["question"], r["reference"]) for r in QA_ROWS]
@@ -255,8 +255,8 @@ def test_eval_ppl_of_a_gguf_equals_hf(tiny_llama_dir, gguf_files, texts, tmp_pat
 @pytest.mark.parametrize("chat", [True, False])
 def test_qa_reference_loglik_of_a_gguf_equals_hf(hf, gguf_files, chat):
     from subjectlm.backends.llamacpp import LlamaCppBackend
-    from subjectlm.eval import qa as Q
-    from subjectlm.eval.qa_runner import QAModel
+    from subjectlm.eval.qa import items as Q
+    from subjectlm.eval.qa.runner import QAModel
 
     items = [Q.QAItem(r["id"], r["question"], r["reference"]) for r in QA_ROWS]
     mode = "on" if chat else "off"
@@ -274,7 +274,7 @@ def test_qa_reference_loglik_of_a_gguf_equals_hf(hf, gguf_files, chat):
 
 @needs_llama_cpp
 def test_eval_qa_runs_on_a_gguf(gguf_files, tmp_path):
-    from subjectlm.eval.qa_runner import QAConfig, run_qa
+    from subjectlm.eval.qa.runner import QAConfig, run_qa
 
     data = tmp_path / "qa.jsonl"
     data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in QA_ROWS), encoding="utf-8")
@@ -289,7 +289,7 @@ def test_eval_qa_runs_on_a_gguf(gguf_files, tmp_path):
 
 @needs_llama_cpp
 def test_export_stage_records_each_gguf_perplexity(tiny_llama_dir, tmp_path):
-    from subjectlm.export.stage import ExportStageConfig, run
+    from subjectlm.export.job import ExportStageConfig, run
 
     result = run(ExportStageConfig(model=str(tiny_llama_dir), output_dir=str(tmp_path), quantize=["q8_0"],
                                    verify=False, ppl_data=[HELDOUT]))
@@ -314,9 +314,9 @@ def test_vllm_score_rolling_equals_hf(monkeypatch, hf, tiny_llama_dir):
     module = types.ModuleType("vllm")
     module.LLM, module.SamplingParams = FakeLLM, SamplingParams
     monkeypatch.setitem(sys.modules, "vllm", module)
-    from subjectlm.backends import open_backend
+    from subjectlm.backends import ModelSpec, open_backend
 
-    vllm = open_backend(str(tiny_llama_dir), "vllm", dtype="fp32")
+    vllm = open_backend(ModelSpec(str(tiny_llama_dir), "vllm", dtype="fp32"))
     for prefix in (True, False):
         got = vllm.score_rolling([ZH, "short"], max_length=12, stride=5, prefix=prefix)
         want = hf.score_rolling([ZH, "short"], max_length=12, stride=5, prefix=prefix)

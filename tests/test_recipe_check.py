@@ -23,7 +23,7 @@ def _dry_run(capsys, path: Path) -> tuple[int, list[str], list[str]]:
     ("yaml_error.yaml", "error: {}:5: YAML: column 14: not valid YAML: expected ',' or ']', but got ':' "
                         "(while parsing a flow sequence)"),
     ("unknown_stage.yaml", "error: {}:5: stages[1]: stage: unknown stage 'pretrain'; "
-                           "known: pt, sft, dpo, merge, eval, export, arena"),
+                           "known: synth, pt, sft, dpo, merge, eval, export, arena"),
     ("unknown_key.yaml", "error: {}:5: stage pt: lora_rnak: unknown key for PTConfig; did you mean 'lora_rank'?"),
     ("bad_value.yaml", "error: {}:5: stage pt: max_steps: invalid literal for int() with base 10: 'many'"),
 ])

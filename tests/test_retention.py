@@ -67,7 +67,7 @@ def _train(model: Path, data: list, out: Path, learning_rate: float, steps: int,
 
 def _evaluate(world: dict, start: str, tuned: str, out: Path) -> list[str]:
     """The eval stage on the tuned model (its base: the start), then the report's verdict block."""
-    from subjectlm.eval.stage import EvalStageConfig, run
+    from subjectlm.eval.recipe_stage import EvalStageConfig, run
     from subjectlm.report import verdict_block
 
     config = EvalStageConfig(data=str(world["subject_exam"]), model=tuned, base_model=start, scoring="cloze",

@@ -176,13 +176,13 @@ def test_serve_config_defaults_are_safe(monkeypatch):
 def test_vllm_backend_is_a_clear_error_without_vllm(tiny_llama_dir):
     import importlib.util
 
-    from subjectlm.backends import open_backend
+    from subjectlm.backends import ModelSpec, open_backend
     from subjectlm.errors import UserError
 
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")
     with pytest.raises(UserError, match="vLLM"):
-        open_backend(tiny_llama_dir, "vllm")
+        open_backend(ModelSpec(tiny_llama_dir, "vllm"))
 
 
 def test_completions_without_prompt_is_a_400(base_url):
@@ -223,3 +223,29 @@ def test_cli_serve_process(tiny_llama_dir, tmp_path):
         proc.wait(timeout=30)
         log.close()
     assert "serving" in (tmp_path / "serve.log").read_text()
+
+
+@pytest.mark.parametrize(("flags", "dtype"), [(["--dtype", "bfloat16"], "bfloat16"), ([], "float32")])
+def test_cli_serve_loads_the_weights_in_the_dtype_asked(tiny_llama_dir, monkeypatch, capsys, flags, dtype):
+    """`subjectlm serve --dtype bfloat16` serves bf16 weights; without --dtype the CPU gets fp32 (on a GPU, the
+    checkpoint's own). The CLI runs as users run it, up to the point where uvicorn would start listening."""
+    import torch
+    import uvicorn
+
+    from subjectlm.cli import main
+    from subjectlm.serve import server
+
+    seen = {}
+    real_create_app = server.create_app
+
+    def create_app(backend, *args):
+        seen["dtypes"] = {p.dtype for p in backend.model.parameters()}
+        seen["device"] = str(backend.device)
+        return real_create_app(backend, *args)
+
+    monkeypatch.setattr(server, "create_app", create_app)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self: None)
+    assert main(["serve", "--model", str(tiny_llama_dir), "--device", "cpu", "--port", str(_free_port()),
+                 *flags]) == 0
+    assert seen == {"dtypes": {getattr(torch, dtype)}, "device": "cpu"}
+    assert "serving" in capsys.readouterr().out

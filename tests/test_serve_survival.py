@@ -60,12 +60,12 @@ def one_torch_thread():
 def real_backend(request, tiny_llama_dir):
     """The tiny models (hf one at a time and batched), and the default model (135M) on which a
     user first saw the server wedge."""
-    from subjectlm.backends import open_backend
+    from subjectlm.backends import ModelSpec, open_backend
 
     models = {"hf": lambda: tiny_llama_dir, "hf-batched": lambda: tiny_llama_dir,
               "llamacpp": lambda: request.getfixturevalue("tiny_gguf"),
               "hf-default": lambda: request.getfixturevalue("default_model_dir")}
-    backend = open_backend(models[request.param](), request.param.split("-")[0], n_ctx=1024,
+    backend = open_backend(ModelSpec(models[request.param](), request.param.split("-")[0], n_ctx=1024),
                            parallel=4 if request.param == "hf-batched" else 1)
     yield backend
     backend.close()

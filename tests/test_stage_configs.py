@@ -8,11 +8,11 @@ import dataclasses
 import pytest
 
 from subjectlm.arena.config import GenerateConfig, JudgeConfig, ResultsConfig
-from subjectlm.arena.stage import ArenaStageConfig
+from subjectlm.arena.recipe_stage import ArenaStageConfig
 from subjectlm.cli import build_parser, main
 from subjectlm.config import ConfigError, build_config, config_from_args
-from subjectlm.eval.stage import EvalStageConfig
-from subjectlm.export.stage import ExportStageConfig, GGUFConfig
+from subjectlm.eval.recipe_stage import EvalStageConfig
+from subjectlm.export.job import ExportStageConfig, GGUFConfig
 from subjectlm.pipeline.recipe import load_recipe
 from subjectlm.pipeline.stages import STAGE_KINDS
 from subjectlm.pipeline.state import PipelineState
@@ -152,12 +152,12 @@ def test_stage_values_are_checked_in_python_too(build, message):
 
 def test_serve_chat_ppl_merge_qa_values_are_checked():
     from subjectlm.eval.ppl import PPLConfig
-    from subjectlm.eval.qa_runner import QAConfig
+    from subjectlm.eval.qa.runner import QAConfig
     from subjectlm.merge.config import MergeConfig
     from subjectlm.serve.chat import ChatConfig
     from subjectlm.serve.server import ServeConfig
 
-    with pytest.raises(ConfigError, match="^ServeConfig: backend: must be one of auto, hf, llamacpp, vllm, got 'tgi'$"):
+    with pytest.raises(ConfigError, match="^ServeConfig: backend: must be one of auto, hf, llamacpp, vllm, openai, got 'tgi'$"):
         ServeConfig(backend="tgi")
     with pytest.raises(ConfigError, match="^ServeConfig: n_ctx: must be at least 1, got 0$"):
         ServeConfig(n_ctx=0)
@@ -177,8 +177,8 @@ def test_serve_chat_ppl_merge_qa_values_are_checked():
 @pytest.mark.parametrize(("argv", "listed"), [
     (["export", "gguf"], ["--outtype {f32,f16,bf16,q8_0}", "--converter {auto,subjectlm,llama.cpp}"]),
     (["export", "lora"], ["--outtype {f16,f32}"]),
-    (["serve"], ["--backend {auto,hf,llamacpp,vllm}", "(at least 1)"]),
-    (["chat"], ["--backend {auto,hf,llamacpp,vllm}"]),
+    (["serve"], ["--backend {auto,hf,llamacpp,vllm,openai}", "(at least 1)"]),
+    (["chat"], ["--backend {auto,hf,llamacpp,vllm,openai}", "(at least 1)"]),
     (["eval", "exam"], ["--scoring {", "--dtype {auto,fp32,float32,bf16,bfloat16,fp16,float16}"]),
     (["eval", "arena", "judge"], ["--judge_mode {score,generate}"]),
     (["eval", "arena", "generate"], ["--dtype {auto,", "(at least 1)"]),

@@ -208,13 +208,15 @@ def one_go(tmp_path_factory):
             config = _config(corpus, root / "out", server.url)
             result = run(config)
             seen_headers = [r.headers.get("authorization") for r in server.requests]
+            reword_asked = [r for r in server.requests if "Reword this question" in r.prompt]
     finally:
         if old is None:
             os.environ.pop("SYNTH_TEST_KEY")
         else:
             os.environ["SYNTH_TEST_KEY"] = old
     return {"root": root, "corpus": corpus, "out": root / "out", "result": result, "script": script,
-            "headers": seen_headers, "report": json.loads((root / "out" / "synth_report.json").read_text())}
+            "headers": seen_headers, "reword_asked": reword_asked,
+            "report": json.loads((root / "out" / "synth_report.json").read_text())}
 
 
 def test_the_run_finishes_and_counts_every_failure_by_reason(one_go):
@@ -281,22 +283,65 @@ def _exam_questions(exam: Path) -> list[str]:
     return questions
 
 
-def test_no_exam_question_overlaps_the_training_outputs(one_go):
-    out = one_go["out"]
-    report = one_go["report"]
-    assert report["exam_overlap"]["flagged: near-duplicate"] == 4  # the Ferrow and Skerry facts' questions
-    assert report["exam_overlap"]["reworded"] == 2 and report["exam_overlap"]["dropped"] == 2
-    training = [json.loads(line)["text"] for line in (out / "pt/pt.jsonl").read_text().splitlines()]
+def _training_texts(out: Path) -> list[str]:
+    texts = [json.loads(line)["text"] for line in (out / "pt/pt.jsonl").read_text().splitlines()]
     for line in (out / "sft/sft.jsonl").read_text().splitlines():
-        training += [m["content"] for m in json.loads(line)["messages"]]
+        texts += [m["content"] for m in json.loads(line)["messages"]]
     for line in (out / "dpo/dpo.jsonl").read_text().splitlines():
         record = json.loads(line)
-        training += [record["prompt"], record["chosen"], record["rejected"]]
+        texts += [record["prompt"], record["chosen"], record["rejected"]]
+    return texts
+
+
+def test_planted_overlapping_exam_questions_are_reworded_once_or_dropped(one_go):
+    # Planted: the exam question of the two Ferrow and the two Skerry facts repeats their first sft question
+    # (+ " ?!"). All four are near-duplicates of it; the Skerry ones (9 tokens: under overlap_ngram=10, at
+    # least 8) are also found whole. No question shares a 10-token run. The teacher rewords the Ferrow ones
+    # and sends the Skerry ones back unchanged: still overlapping, they are dropped.
+    out, report = one_go["out"], one_go["report"]
+    assert report["exam_overlap"] == {
+        "checked": 18, "flagged": 4, "flagged: shared n-gram": 0, "flagged: whole question in the training data": 2,
+        "flagged: near-duplicate": 4, "reworded": 2, "dropped": 2}
+    assert report["drops"]["exam: overlaps the training data (after rewording once)"] == 2
+    # Each flagged question went to the teacher once (a 429/500 retry aside), with nothing else.
+    asked = one_go["reword_asked"]
+    assert len({r.hash for r in asked}) == 4 and all(one_go["script"].answered[r.hash] == 1 for r in asked)
+    planted = sorted({_field(r.prompt, "Question") for r in asked})
+    facts = {f["id"]: f["fact"] for f in map(json.loads, (out / "facts.jsonl").read_text().splitlines())}
+    ferrow = sorted(i for i, fact in facts.items() if "Ferrow" in fact)
+    skerry = sorted(i for i, fact in facts.items() if "Skerry" in fact)
+    assert len(ferrow) == len(skerry) == 2
+    assert planted == sorted(_shuffled(facts[i], 0).rstrip("?") + " ?!" for i in ferrow + skerry)
+    qa = {q["id"]: q["question"] for q in map(json.loads, (out / "qa.jsonl").read_text().splitlines())}
+    assert [qa[i] for i in ferrow] == [_shuffled(_shuffled(facts[i], 0).rstrip("?") + " ?!", 99) for i in ferrow]
+    assert not set(skerry) & set(qa)
+    assert report["counts"]["qa questions"] == report["counts"]["exam questions with options"] - 2
+
+
+def test_no_exam_question_overlaps_the_training_outputs(one_go, tmp_path):
+    from subjectlm.data.overlap import OverlapConfig, find_overlap
+
+    out = one_go["out"]
     questions = _exam_questions(out / "exam")
     qa = [json.loads(line)["question"] for line in (out / "qa.jsonl").read_text().splitlines()]
-    assert sorted(questions) == sorted(qa)
-    assert overlapping(questions, training, ngram=10, jaccard=0.8) == [None] * len(questions)
-    assert overlapping(questions, training, ngram=13, jaccard=0.5) == [None] * len(questions)
+    assert sorted(questions) == sorted(qa) and len(qa) == 16
+    # synth's own test, as it ran (every training message on its own), and a stricter Jaccard.
+    training = _training_texts(out)
+    assert overlapping(questions, training, ngram=10, jaccard=0.8) == [()] * len(questions)
+    assert overlapping(questions, training, ngram=13, jaccard=0.5) == [()] * len(questions)
+    # Independently, as `eval` checks the written files: every exam question (with its options) and QA
+    # question against pt/, sft/ and dpo/, short questions (5 tokens on) flagged when found whole.
+    train = [out / "pt", out / "sft", out / "dpo"]
+    config = OverlapConfig(ngram=10, whole_min=5)
+    found = find_overlap(train, [out / "exam", out / "qa.jsonl"], config)
+    assert found.counts()["items"] == 32 and found.flagged == []
+    # The same check finds the planted questions (as the teacher wrote them) in the same training data.
+    planted = tmp_path / "planted.jsonl"
+    planted.write_text("".join(json.dumps({"id": f"p{n}", "question": _field(r.prompt, "Question"),
+                                           "reference": "x"}) + "\n"
+                               for n, r in enumerate({r.hash: r for r in one_go["reword_asked"]}.values())))
+    found = find_overlap(train, [planted], config)
+    assert found.counts()["items"] == 4 and len(found.flagged) == 4
 
 
 def test_exam_layout_letters_and_distractors(one_go):
@@ -323,7 +368,7 @@ def test_data_check_passes_on_every_output(one_go, capsys):
     out = one_go["out"]
     for kind in ("pt", "sft", "dpo", "exam"):
         assert main(["data", "check", "--kind", kind, str(out / kind)]) == 0, capsys.readouterr().out
-    from subjectlm.eval.qa import read_qa_file
+    from subjectlm.eval.qa.items import read_qa_file
 
     items = read_qa_file(out / "qa.jsonl")
     assert len(items) == one_go["report"]["counts"]["qa questions"] and all(i.key_facts for i in items)
@@ -371,7 +416,7 @@ def test_killed_and_resumed_gives_the_same_outputs_and_asks_nothing_twice(one_go
 def test_the_recipe_stage_resumes_from_the_cache_and_names_its_datasets(one_go, tmp_path):
     import shutil
 
-    from subjectlm.synth.stage import run as run_stage
+    from subjectlm.synth.recipe_stage import run as run_stage
 
     out = tmp_path / "synth"
     shutil.copytree(one_go["out"], out)

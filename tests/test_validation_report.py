@@ -41,7 +41,8 @@ def _train_stage(out: Path, name: str, losses: list[float]) -> dict:
 
 def _exam_run(folder: Path, right: set[int], docs, infos, model: str) -> None:
     """An exam run scored both ways: letters right on every third question (both models), cloze on `right`."""
-    from subjectlm.eval.report import summarize
+    from subjectlm.eval.exam.prediction import Prediction
+    from subjectlm.eval.exam.report import summarize
 
     folder.mkdir(parents=True)
     records = []
@@ -51,16 +52,16 @@ def _exam_run(folder: Path, right: set[int], docs, infos, model: str) -> None:
         records.append({"subject": "kestrel_geology", "id": d.id, "repeat": 0, "answer": d.answer, "modes": modes,
                         "prediction": "A", "correct": i % 3 == 0})
     (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    summary = summarize(records, infos, {"model": model, "data": str(EXAM), "format": "ceval", "split": "val",
+    summary = summarize([Prediction.from_json(r) for r in records], infos, {"model": model, "data": str(EXAM), "format": "ceval", "split": "val",
                                          "shots": 5, "with_prompt": False, "cot": False, "n_times": 1,
                                          "scoring": "both", "scoring_modes": ["letter", "cloze_acc"]})
     (folder / "summary.json").write_text(json.dumps(summary))
 
 
 def _eval_stage(out: Path) -> dict:
-    from subjectlm.eval.compare import compare_runs
-    from subjectlm.eval.exams import read_exam
-    from subjectlm.eval.stage import EvalStageConfig
+    from subjectlm.eval.exam.compare import compare_runs
+    from subjectlm.eval.exam.directory import read_exam
+    from subjectlm.eval.recipe_stage import EvalStageConfig
 
     folder = out / "eval"
     _fmt, exams = read_exam(EXAM, "ceval", "val")
@@ -98,8 +99,8 @@ def _eval_stage(out: Path) -> dict:
 
 def _arena_stage(out: Path) -> dict:
     from subjectlm.arena.config import ResultsConfig
+    from subjectlm.arena.recipe_stage import ArenaStageConfig
     from subjectlm.arena.results import run_results
-    from subjectlm.arena.stage import ArenaStageConfig
 
     folder = out / "arena"
     folder.mkdir(parents=True)
@@ -113,7 +114,7 @@ def _arena_stage(out: Path) -> dict:
 
 
 def _export_stage(out: Path) -> dict:
-    from subjectlm.export.stage import ExportStageConfig
+    from subjectlm.export.job import ExportStageConfig
     from subjectlm.export.verify import VerifyRow
 
     folder = out / "export"
@@ -153,7 +154,7 @@ def test_markdown_lists_every_section_and_the_numbers(run_dir):
     assert [ln[3:] for ln in md.splitlines() if ln.startswith("## ")] == HEADINGS
     # every section has its results, but the overlap check (no train_data) and hence its verdict line
     assert {s.splitlines()[0] for s in md.split("\n## ")[1:] if "not run" in s} == {"Verdict", INDEPENDENCE}
-    from subjectlm.eval.exams import read_exam
+    from subjectlm.eval.exam.directory import read_exam
 
     n = len(read_exam(EXAM, "ceval", "val")[1][0].docs)
     assert n % 4 == 0  # so the accuracies below are exact

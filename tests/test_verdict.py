@@ -92,7 +92,7 @@ def test_recipe_thresholds_are_checked_by_name():
         thresholds_from({"alpha": 1.5})
     with pytest.raises(ConfigError, match="general_max_drop: must be at least 0"):
         thresholds_from({"general_max_drop": -1})
-    from subjectlm.eval.stage import EvalStageConfig
+    from subjectlm.eval.recipe_stage import EvalStageConfig
 
     with pytest.raises(ConfigError, match="unknown key 'kld'"):
         EvalStageConfig(data="x", verdict={"kld": 0.1})
@@ -103,16 +103,17 @@ def test_recipe_thresholds_are_checked_by_name():
 # --- the block as the report builds it -----------------------------------------------------------
 
 def _graded_run(folder: Path, right: list[bool], category: str, model: str) -> None:
-    """An exam run of one subject as `eval exam` writes it (predictions and summary, by eval/report.py)."""
-    from subjectlm.eval.exams import SubjectInfo
-    from subjectlm.eval.report import summarize
+    """An exam run of one subject as `eval exam` writes it (predictions and summary, by eval/exam/report.py)."""
+    from subjectlm.eval.exam.directory import SubjectInfo
+    from subjectlm.eval.exam.prediction import Prediction
+    from subjectlm.eval.exam.report import summarize
 
     folder.mkdir(parents=True)
     records = [{"subject": "s", "id": str(i), "repeat": 0, "answer": "A", "prediction": "A" if ok else "B",
                 "correct": ok, "modes": {"cloze_acc_norm": {"prediction": "A" if ok else "B", "correct": ok}}}
                for i, ok in enumerate(right)]
     (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    summary = summarize(records, [SubjectInfo("s", "S", category)],
+    summary = summarize([Prediction.from_json(r) for r in records], [SubjectInfo("s", "S", category)],
                         {"model": model, "data": "x", "format": "ceval", "split": "val", "shots": 0,
                          "with_prompt": False, "cot": False, "n_times": 1, "scoring": "cloze",
                          "scoring_modes": ["cloze_acc_norm"]})
@@ -120,9 +121,9 @@ def _graded_run(folder: Path, right: list[bool], category: str, model: str) -> N
 
 
 def test_report_opens_with_the_verdict_block(tmp_path):
-    from subjectlm.eval.compare import compare_runs
+    from subjectlm.eval.exam.compare import compare_runs
     from subjectlm.eval.general import GeneralExam, exam_entry, retention_line
-    from subjectlm.eval.stage import EvalStageConfig
+    from subjectlm.eval.recipe_stage import EvalStageConfig
     from subjectlm.io import write_json
     from subjectlm.report import REPORT_MD, verdict_block, write_report
 

@@ -181,6 +181,14 @@ def same_option(cls: type, name: str, default: Any = dataclasses.MISSING, help: 
                   path=f.metadata.get("path"))
 
 
+def config_from(cls: type, source: Any, **changes: Any) -> Any:
+    """A `cls` config with every field `cls` and the config `source` both declare taken from `source`, then
+    `changes`: a recipe stage whose config extends a command's builds that command's config from its own
+    (checked by `cls` as any config is)."""
+    names = {f.name for f in dataclasses.fields(cls) if f.init} & {f.name for f in dataclasses.fields(source)}
+    return cls(**{**{name: getattr(source, name) for name in names}, **changes})
+
+
 def path_roles(cls: type) -> dict[str, PathRole]:
     """Field name (and each flag alias) -> PathRole, for the fields of a config class that hold paths."""
     roles = {}

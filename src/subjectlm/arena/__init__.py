@@ -12,7 +12,7 @@ method is Chatbot Arena's, run locally on a user's own subject prompts:
     judge_reference.py  no model: the answer closer to the prompt's reference wins
     ratings.py          win rates, online Elo and Bradley-Terry with bootstrap intervals
     results.py          results.json, leaderboard.md and results.html
-    stage.py            the recipe stage (model judge)
+    recipe_stage.py     the recipe stage (model judge)
 
 Everything lives in one output folder O: prompts.jsonl, models.json, answers/<model>.jsonl,
 battles.jsonl (one line per judgement) and the results files.

@@ -5,14 +5,22 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from subjectlm.backends.spec import (
+    OpensModel,
+    batch_size_option,
+    device_option,
+    dtype_option,
+    trust_remote_code_option,
+)
 from subjectlm.config import DATA_FILES, OUTPUT, ConfigError, check_options, option
-from subjectlm.models import DTYPE_CHOICES
 
 JUDGE_MODES = ("score", "generate")
 
 
 @dataclasses.dataclass
-class GenerateConfig:
+class GenerateConfig(OpensModel):
+    """The models to answer with are `models`; the model fields below open each of them."""
+
     output_dir: str = option(help="arena folder: prompts, answers, battles and results go here", path=OUTPUT)
     models: list[str] = option([], help="NAME=PATH[@key=value...] per model; PATH may be `default`; keys: "
                                         "temperature, top_p, max_new_tokens, seed (e.g. hot=default@temperature=1.2)")
@@ -24,11 +32,11 @@ class GenerateConfig:
     top_p: float = option(0.9, help="nucleus sampling mass of models that do not set their own")
     max_new_tokens: int = option(256, help="longest answer, in tokens", min=1)
     seed: int = option(0, help="sampling seed; each prompt draws from its own generator seeded by (seed, prompt id)")
-    batch_size: int = option(8, help="prompts generated together", min=1)
-    dtype: str = option("auto", help="weights dtype", choices=DTYPE_CHOICES)
-    device: Optional[str] = option(None, help="cpu, cuda, ... (default: cuda when available)")
+    batch_size: int = batch_size_option("prompts generated together")
+    dtype: str = dtype_option()
+    device: Optional[str] = device_option()
     overwrite: bool = option(False, help="regenerate the answers of the named models (their old battles stay)")
-    trust_remote_code: bool = option(False, help="run a model's own Python code (only for models you trust)")
+    trust_remote_code: bool = trust_remote_code_option()
 
     def __post_init__(self):
         check_options(self)
@@ -43,7 +51,9 @@ def check_top_p(top_p: float) -> None:
 
 
 @dataclasses.dataclass
-class JudgeConfig:
+class JudgeConfig(OpensModel):
+    """A local judge model (`model:PATH`) opens with the model fields below."""
+
     output_dir: str = option(help="arena folder made by `subjectlm eval arena generate`")
     judge: str = option("human", help="`human` (a web page on 127.0.0.1), `model:PATH_OR_URL` (a local model dir, "
                                       "`default`, or an OpenAI-compatible endpoint such as http://127.0.0.1:8000/v1), "
@@ -59,9 +69,9 @@ class JudgeConfig:
     request_timeout: float = option(120.0, help="seconds to wait for one endpoint reply")
     limit: int = option(0, help="judge model: at most this many new battles this run (0 = all)", min=0)
     margin: float = option(0.05, help="reference judge: key-fact recall or token-F1 differences up to this are a tie")
-    dtype: str = option("auto", help="local judge: weights dtype", choices=DTYPE_CHOICES)
-    device: Optional[str] = option(None, help="local judge device (default: cuda when available)")
-    trust_remote_code: bool = option(False, help="run a local judge model's own Python code")
+    dtype: str = dtype_option(help="local judge: weights dtype")
+    device: Optional[str] = device_option(help="local judge device (default: cuda when available)")
+    trust_remote_code: bool = trust_remote_code_option(help="run a local judge model's own Python code")
 
     def __post_init__(self):
         check_options(self)

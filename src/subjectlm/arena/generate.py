@@ -41,7 +41,9 @@ SPEC_KEYS: dict[str, type] = {"temperature": float, "top_p": float, "max_new_tok
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelSpec:
+class ArenaModel:
+    """One `NAME=PATH[@key=value...]` of `models`: a model under a name, with its sampling settings."""
+
     name: str
     path: str  # as given (`default` stays `default`)
     temperature: float
@@ -55,8 +57,8 @@ class ModelSpec:
                 "max_new_tokens": self.max_new_tokens, "seed": self.seed, "do_sample": self.temperature > 0}
 
 
-def parse_model_spec(text: str, config: GenerateConfig) -> ModelSpec:
-    """`NAME=PATH[@key=value...]` -> ModelSpec, settings not given taken from the config."""
+def parse_model_spec(text: str, config: GenerateConfig) -> ArenaModel:
+    """`NAME=PATH[@key=value...]` -> ArenaModel, settings not given taken from the config."""
     name, sep, rest = text.partition("=")
     if not sep or not rest:
         raise ConfigError(f"models: {text!r} is not NAME=PATH (e.g. base=default or tuned=runs/demo/sft)")
@@ -71,7 +73,7 @@ def parse_model_spec(text: str, config: GenerateConfig) -> ModelSpec:
         values[key] = coerce(value, SPEC_KEYS[key], f"models: {name}: {key}")
     if values["temperature"] < 0 or not 0 < values["top_p"] <= 1 or values["max_new_tokens"] < 1:
         raise ConfigError(f"models: {text!r}: temperature must be >= 0, top_p in (0, 1], max_new_tokens >= 1")
-    return ModelSpec(name=name, path=path, **values)
+    return ArenaModel(name=name, path=path, **values)
 
 
 def _prompt_sha(prompt: dict[str, Any]) -> str:
@@ -106,14 +108,13 @@ def prompt_seed(seed: int, pid: str) -> int:
     return int(hashlib.sha256(f"{seed}|{pid}".encode("utf-8")).hexdigest()[:15], 16)
 
 
-def generate_answers(spec: ModelSpec, prompts: list[dict[str, Any]], config: GenerateConfig) -> list[dict[str, Any]]:
+def generate_answers(spec: ArenaModel, prompts: list[dict[str, Any]], config: GenerateConfig) -> list[dict[str, Any]]:
     """Answer `prompts` with one model (an HF directory, `default` or a .gguf); answer records in prompt order."""
     from tqdm import tqdm
 
     from subjectlm.backends import GenParams, open_backend
 
-    backend = open_backend(spec.path, dtype=config.dtype, device=config.device, batch_size=config.batch_size,
-                           trust_remote_code=config.trust_remote_code)
+    backend = open_backend(config.model_spec(model=spec.path))
     out_file = Path(config.output_dir) / ANSWERS_DIR / f"{spec.name}.jsonl"
     records = []
     bar = tqdm(total=len(prompts), desc=f"answers of {spec.name}", unit="prompt")

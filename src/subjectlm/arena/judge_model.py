@@ -19,6 +19,7 @@ from typing import Any
 from subjectlm.arena.config import JudgeConfig
 from subjectlm.arena.prompts import VERDICT_PREFILL, VERDICT_TOKENS, judge_messages, parse_verdict
 from subjectlm.arena.records import BATTLES_FILE, append_jsonl, battle_record, pending_pairs
+from subjectlm.backends.spec import ModelSpec
 
 # The text that completes VERDICT_PREFILL for each winner: "A]]", "B]]", "tie]]", "both bad]]".
 ENDINGS = {winner: token[2:] for winner, token in VERDICT_TOKENS.items()}
@@ -33,11 +34,10 @@ class LocalJudge:
     """A judge on a local model (a model directory on transformers, a .gguf on llama.cpp): `generate` for
     replies; scoring is the backend's `loglikelihood` of each verdict ending after the prefill."""
 
-    def __init__(self, path: str, mode: str = "score", dtype: str = "auto", device: str | None = None,
-                 max_new_tokens: int = 96, trust_remote_code: bool = False):
+    def __init__(self, spec: ModelSpec, mode: str = "score", max_new_tokens: int = 96):
         from subjectlm.backends import open_backend
 
-        self.backend = open_backend(path, "auto", dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+        self.backend = open_backend(spec)
         self.tokenizer = getattr(self.backend, "tokenizer", None)
         self.model, self.device = getattr(self.backend, "model", None), getattr(self.backend, "device", None)
         self.mode = mode
@@ -110,8 +110,7 @@ def make_judge(config: JudgeConfig):
     if target.startswith(("http://", "https://")):
         return EndpointJudge(target, config.judge_model_name, config.api_key_env,
                              config.max_new_tokens, config.request_timeout)
-    return LocalJudge(target, config.judge_mode, config.dtype, config.device, config.max_new_tokens,
-                      config.trust_remote_code)
+    return LocalJudge(config.model_spec(model=target), config.judge_mode, config.max_new_tokens)
 
 
 def run_model_judge(config: JudgeConfig, judge=None) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """One model layer: every stage that runs a model (exam scoring, QA, chat, serve, arena) goes through here.
 
-    __init__.py        the Backend protocol (generate, stream, score), GenParams, Piece, Answer, open_backend()
+    __init__.py        the Backend protocol (generate, stream, score), GenParams, Piece, Answer, open_backend(spec)
+    spec.py            ModelSpec (model, backend, dtype, device, batch_size, n_ctx, trust_remote_code) and the
+                       flags of every config that opens a model, declared once
     text.py            pure text helpers: chat_text(), end_of_turn_token(), cut_at_stop()
     device.py          default_device(): cuda when present, else cpu (the one place that decides)
     sampling.py        per-row seeded sampling, so an answer never depends on its batch neighbours
@@ -37,9 +39,8 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Mapping, NamedTuple, Protocol, Sequence, Union
 
+from subjectlm.backends.spec import BACKENDS, ModelSpec
 from subjectlm.errors import UserError
-
-BACKENDS = ("auto", "hf", "llamacpp", "vllm", "openai")
 
 Messages = Sequence[Mapping[str, str]]
 Prompt = Union[str, Messages]  # str: raw completion; messages: rendered with the chat template
@@ -188,27 +189,29 @@ def per_prompt(params: GenParams | Sequence[GenParams], n: int) -> list[GenParam
     return params
 
 
-def open_backend(model: str | Path, backend: str = "auto", *, n_ctx: int = 4096, dtype: str | None = None,
-                 device: str | None = None, batch_size: int = 8, parallel: int = 1,
-                 trust_remote_code: bool = False, served_model: str | None = None, api_key_env: str | None = None,
-                 concurrency: int = 8, timeout: float = 120.0, max_retries: int = 5) -> Backend:
-    """`auto`: a .gguf file runs on llama.cpp, a model directory (or `default`) on transformers, an http(s)
-    URL on an OpenAI-compatible server (openai.py: `served_model` is the model name sent, the API key is read
-    from the environment variable `api_key_env`, `concurrency` requests in flight, `timeout` seconds each).
+def open_backend(spec: ModelSpec, *, parallel: int = 1, served_model: str | None = None,
+                 api_key_env: str | None = None, concurrency: int = 8, timeout: float = 120.0,
+                 max_retries: int = 5) -> Backend:
+    """The model `spec` names, on its backend. `auto`: a .gguf file runs on llama.cpp, a model directory (or
+    `default`) on transformers, an http(s) URL on an OpenAI-compatible server.
 
-    `n_ctx` is llama.cpp's context; `device`, `batch_size` (generate and scores) and `parallel` (concurrent
-    streams decoded together) are for hf; `dtype` for hf (default fp32) and vLLM (default: the checkpoint's).
+    Of the spec, `n_ctx` is llama.cpp's context; `device` and `batch_size` (generate and scores) are hf's;
+    `dtype` is hf's and vLLM's (None: the checkpoint's own on a GPU, fp32 on the CPU: device.default_dtype).
+    The keywords are what one backend alone takes: `parallel` (hf: concurrent streams decoded together);
+    for openai.py, `served_model` (the model name sent), `api_key_env` (the environment variable holding the
+    API key), `concurrency` requests in flight, `timeout` seconds each, `max_retries`.
     llama.cpp and vLLM run one stream at a time here."""
     from subjectlm.config import ConfigError
 
-    is_gguf = str(model).endswith(".gguf")
-    is_url = str(model).startswith(("http://", "https://"))
+    model, backend = spec.model, spec.backend
+    is_gguf = model.endswith(".gguf")
+    is_url = model.startswith(("http://", "https://"))
     if backend == "auto":
         backend = "openai" if is_url else "llamacpp" if is_gguf else "hf"
     if backend == "openai":
         from subjectlm.backends.openai import OpenAIBackend
 
-        return OpenAIBackend(str(model), served_model, api_key_env=api_key_env, concurrency=concurrency,
+        return OpenAIBackend(model, served_model, api_key_env=api_key_env, concurrency=concurrency,
                              timeout=timeout, max_retries=max_retries)
     if backend == "llamacpp":
         if not is_gguf:
@@ -217,18 +220,19 @@ def open_backend(model: str | Path, backend: str = "auto", *, n_ctx: int = 4096,
             raise ConfigError(f"model: {model} does not exist")
         from subjectlm.backends.llamacpp import LlamaCppBackend
 
-        return LlamaCppBackend(model, n_ctx=n_ctx)
+        return LlamaCppBackend(model, n_ctx=spec.n_ctx)
     if is_gguf:
         raise ConfigError(f"backend: {backend} cannot run a .gguf file; use --backend llamacpp")
     if backend == "hf":
+        from subjectlm.backends.device import default_dtype
         from subjectlm.backends.hf import HFBackend
 
-        return HFBackend(model, dtype=dtype or "fp32", device=device, batch_size=batch_size, parallel=parallel,
-                         trust_remote_code=trust_remote_code)
+        return HFBackend(model, dtype=spec.dtype or default_dtype(spec.device), device=spec.device,
+                         batch_size=spec.batch_size, parallel=parallel, trust_remote_code=spec.trust_remote_code)
     if backend == "vllm":
         from subjectlm.backends.vllm import VLLMBackend
 
-        return VLLMBackend(model, dtype=dtype or "auto", trust_remote_code=trust_remote_code)
+        return VLLMBackend(model, dtype=spec.dtype or "auto", trust_remote_code=spec.trust_remote_code)
     raise ConfigError(f"backend: {backend!r} is not one of {', '.join(BACKENDS)}")
 
 

@@ -76,7 +76,7 @@ def run_check(args: argparse.Namespace) -> int:
     from subjectlm.data.check import check
 
     if args.kind == "exam":
-        from subjectlm.eval.exam_check import check_exam
+        from subjectlm.eval.exam.check import check_exam
 
         reports = [check_exam(path, args.exam_format, strict=args.strict) for path in args.paths]
         if args.as_json:

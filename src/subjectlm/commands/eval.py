@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 
 from subjectlm.commands._common import print_err
+from subjectlm.compat.cla3.flags import ExamFlags
 from subjectlm.config import add_config_arguments, config_from_args
 from subjectlm.eval.ppl import PPLConfig
-from subjectlm.eval.qa_runner import QAConfig
-from subjectlm.eval.runner import ExamConfig
+from subjectlm.eval.qa.runner import QAConfig
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -24,7 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Answer an exam with the official answer-only prompts (few-shot prefix computed once per "
                     "subject). Writes predictions.jsonl, summary.json, report.md, categories.png and, for the "
                     "test split, submission.json.")
-    add_config_arguments(exam, ExamConfig)
+    add_config_arguments(exam, ExamFlags)  # ExamConfig's keys and the old eval.py's (compat/cla3/flags.py)
     exam.set_defaults(func=run_exam_command)
 
     ppl = actions.add_parser("ppl", help="held-out perplexity per text file (sliding window)")
@@ -60,11 +60,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_exam_command(args: argparse.Namespace) -> int:
-    from subjectlm.eval.report import render_markdown
-    from subjectlm.eval.runner import run_exam
+    from subjectlm.compat.cla3.flags import exam_config
+    from subjectlm.compat.cla3.run import run_exam_with_old_flags
+    from subjectlm.eval.exam.report import render_markdown
 
-    config = config_from_args(ExamConfig, args)
-    summary = run_exam(config, log=print_err)
+    config, old = exam_config(config_from_args(ExamFlags, args))
+    summary = run_exam_with_old_flags(config, old, log=print_err)
     print(render_markdown(summary))
     print(f"outputs in {config.output_dir}")
     return 0
@@ -80,18 +81,18 @@ def run_ppl_command(args: argparse.Namespace) -> int:
 
 
 def run_compare_command(args: argparse.Namespace) -> int:
-    from subjectlm.eval.compare import compare_runs, render_markdown
-    from subjectlm.eval.qa_compare import compare_qa_runs, is_qa_run
+    from subjectlm.eval.exam.compare import compare_runs, render_markdown
+    from subjectlm.eval.qa.compare import compare_qa_runs, is_qa_run
 
     if all(str(p).endswith(".json") for p in (args.run_a, args.run_b)):  # two `eval ppl --output` files: ratios
-        from subjectlm.eval.compare import compare_ppl_files, render_ppl_markdown
+        from subjectlm.eval.exam.compare import compare_ppl_files, render_ppl_markdown
 
         result = compare_ppl_files(args.run_a, args.run_b, args.output_dir)
         print(render_ppl_markdown(result), end="")
         print(f"outputs in {result['output_dir']}")
         return 0
     if is_qa_run(args.run_a) and is_qa_run(args.run_b):  # two `eval qa` runs: per-score CIs and sign tests
-        from subjectlm.eval.qa_compare import render_markdown as qa_markdown
+        from subjectlm.eval.qa.compare import render_markdown as qa_markdown
 
         result = compare_qa_runs(args.run_a, args.run_b, args.output_dir)
         print(qa_markdown(result), end="")
@@ -104,8 +105,8 @@ def run_compare_command(args: argparse.Namespace) -> int:
 
 
 def run_qa_command(args: argparse.Namespace) -> int:
-    from subjectlm.eval.qa_compare import render_markdown as compare_markdown
-    from subjectlm.eval.qa_runner import SCORES, run_qa
+    from subjectlm.eval.qa.compare import render_markdown as compare_markdown
+    from subjectlm.eval.qa.runner import SCORES, run_qa
 
     config = config_from_args(QAConfig, args)
     result = run_qa(config, log=print_err)

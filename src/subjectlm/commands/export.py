@@ -8,7 +8,7 @@ from subjectlm.config import add_config_arguments, config_from_args
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from subjectlm.export.stage import GGUFConfig, LoraExportConfig, OllamaConfig, VerifyConfig
+    from subjectlm.export.job import GGUFConfig, LoraExportConfig, OllamaConfig, VerifyConfig
 
     parser = subparsers.add_parser("export", help="export to GGUF for llama.cpp, quantize, verify, ollama Modelfile")
     actions = parser.add_subparsers(dest="export_action", metavar="ACTION", required=True)
@@ -30,13 +30,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run_gguf(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from subjectlm.export.stage import GGUFConfig, export_all
+    from subjectlm.export.job import GGUFConfig, export_all
 
     config = config_from_args(GGUFConfig, args)
-    paths = export_all(config.model, Path(config.output), config.outtype, config.quantize, config.overwrite,
-                       config.pre_tokenizer, config.trust_remote_code, converter=config.converter)
+    paths = export_all(config)
     if config.verify:
         from subjectlm.export.verify import format_table, verify
 
@@ -47,7 +44,7 @@ def run_gguf(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from subjectlm.export.stage import VerifyConfig
+    from subjectlm.export.job import VerifyConfig
     from subjectlm.export.verify import format_table, verify
 
     config = config_from_args(VerifyConfig, args)
@@ -57,8 +54,8 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_lora(args: argparse.Namespace) -> int:
+    from subjectlm.export.job import LoraExportConfig
     from subjectlm.export.lora import export_lora_gguf
-    from subjectlm.export.stage import LoraExportConfig
     from subjectlm.models import resolve_model
 
     config = config_from_args(LoraExportConfig, args)
@@ -69,8 +66,8 @@ def run_lora(args: argparse.Namespace) -> int:
 
 
 def run_ollama(args: argparse.Namespace) -> int:
+    from subjectlm.export.job import OllamaConfig
     from subjectlm.export.ollama import write_modelfile
-    from subjectlm.export.stage import OllamaConfig
 
     config = config_from_args(OllamaConfig, args)
     path, chat_format = write_modelfile(config.gguf, config.output, config.system, config.overwrite)

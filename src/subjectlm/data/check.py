@@ -32,12 +32,14 @@ def finding_lines(problems: list[Problem], warnings: list[Problem], strict: bool
     return lines
 
 
-def verdict(problems: list[Problem], warnings: list[Problem], strict: bool, what: str = "records") -> str:
+def verdict(problems: list[Problem], warnings: list[Problem], strict: bool, what: str = "records",
+            has_strict: bool = True) -> str:
+    """One line: FAILED or OK. `has_strict`: the command offers --strict (`run` does not), so say what it does."""
     if problems or (strict and warnings):
         counted = len(problems) + (len(warnings) if strict else 0)
         return f"FAILED: {counted} finding(s) to fix" + (" (warnings count as errors under --strict)" if strict and warnings else "")
     if warnings:
-        return f"OK with {len(warnings)} warning(s) (--strict makes them errors)"
+        return f"OK with {len(warnings)} warning(s)" + (" (--strict makes them errors)" if has_strict else "")
     return "OK"
 
 

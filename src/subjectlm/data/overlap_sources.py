@@ -99,7 +99,7 @@ def eval_items(paths: Sequence[str | Path], window: int, ngram: int) -> list[Eva
 
 def exam_items(data_dir: Path) -> list[EvalItem]:
     """One item per question of every split, at its CSV line; an exam with errors is refused as `eval exam` would."""
-    from subjectlm.eval.exams import SPLITS, _csv_rows, csv_path, detect_format, list_subjects, scan_docs
+    from subjectlm.eval.exam.directory import SPLITS, _csv_rows, csv_path, detect_format, list_subjects, scan_docs
 
     fmt = detect_format(data_dir)
     items: list[EvalItem] = []
@@ -135,7 +135,7 @@ def file_items(file: Path, source: str, window: int, ngram: int) -> list[EvalIte
         return text_items(file, source, window, ngram)
     first = _first_record(file)
     if first is not None and "question" in first:
-        from subjectlm.eval.qa import read_qa_file
+        from subjectlm.eval.qa.items import read_qa_file
 
         return [EvalItem("qa", source, str(file), int(q.source.rsplit(":", 1)[1]), tokens(q.question), q.id)
                 for q in read_qa_file(file)]

@@ -86,8 +86,8 @@ def run_general(config: Any, base_model: str, out: Path, exam_config: Callable[.
                 log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Both models on every general exam and general text file; writes retention.json and returns it.
     `exam_config(config, model, out, **overrides)` builds one model's ExamConfig from the stage's."""
-    from subjectlm.eval.compare import compare_runs, ppl_ratio
-    from subjectlm.eval.runner import run_exam
+    from subjectlm.eval.exam.compare import compare_runs, ppl_ratio
+    from subjectlm.eval.exam.runner import run_exam
     from subjectlm.io import write_json
 
     result: dict[str, Any] = {"exams": [], "ppl": None}
@@ -103,13 +103,14 @@ def run_general(config: Any, base_model: str, out: Path, exam_config: Callable[.
         compared = compare_runs(folder / "base", folder / "model", folder / "compare")
         result["exams"].append(exam_entry(exam, folder, compared))
     if config.general_ppl_data:
+        from subjectlm.backends.spec import model_options
         from subjectlm.eval.ppl import PPLConfig, run_ppl
 
         runs = {}
         for which, model in (("model", config.model), ("base", base_model)):
-            runs[which] = run_ppl(PPLConfig(model=model, data=list(config.general_ppl_data), dtype=config.dtype,
-                                            device=config.device, output=str(out / f"general_ppl_{which}.json")),
-                                  log=log)
+            runs[which] = run_ppl(PPLConfig(**model_options(config.model_spec(model=model), PPLConfig),
+                                            data=list(config.general_ppl_data),
+                                            output=str(out / f"general_ppl_{which}.json")), log=log)
         files = {f: {"tokens": v["tokens"], "base": runs["base"]["files"].get(f, {}).get("ppl"), "model": v["ppl"],
                      "ratio": ppl_ratio(runs["base"]["files"].get(f, {}).get("ppl"), v["ppl"])}
                  for f, v in runs["model"]["files"].items()}

@@ -21,29 +21,34 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from subjectlm.backends import BACKENDS
 from subjectlm.backends.score_rolling import perplexity_of_files, read_text
+from subjectlm.backends.spec import (
+    OpensModel,
+    backend_option,
+    device_option,
+    dtype_option,
+    model_option,
+    trust_remote_code_option,
+)
 from subjectlm.config import ConfigError, check_options, option
-from subjectlm.models import DTYPE_CHOICES
 
 __all__ = ["PPLConfig", "read_text", "run_ppl"]
 
 
 @dataclasses.dataclass
-class PPLConfig:
-    model: str = option("default", help="model directory, `default`, or a .gguf file (scored through llama.cpp)",
-                        aliases=("--model_name_or_path",))
-    backend: str = option("auto", help="auto: llamacpp for a .gguf, else hf", choices=BACKENDS)
+class PPLConfig(OpensModel):
+    model: str = model_option()
+    backend: str = backend_option()
     data: list[str] = option([], help="text files: .txt (whole file) or .jsonl/.json (the `text` field of each record)")
     max_length: int = option(1024, help="window length in tokens", min=2)
     stride: int = option(512, help="tokens between window starts (= tokens newly scored per window)")
-    dtype: str = option("auto", help="weights dtype", choices=DTYPE_CHOICES)
-    device: str | None = option(None, help="cpu, cuda, ... (default: cuda if available)")
+    dtype: str = dtype_option()
+    device: str | None = device_option()
     prefix: bool = option(False, help="also predict each file's first token, after the model's BOS (EOS without "
                                       "one), as lm-eval's loglikelihood_rolling does (the same numbers as without "
                                       "for a tokenizer that adds a BOS itself)")
     output: str | None = option(None, help="also write the results to this JSON file")
-    trust_remote_code: bool = option(False, help="allow model code from the model directory")
+    trust_remote_code: bool = trust_remote_code_option()
 
     def __post_init__(self):
         check_options(self)
@@ -60,8 +65,7 @@ def run_ppl(config: PPLConfig, log: Callable[[str], None] = print) -> dict[str, 
     for path in config.data:
         read_text(path)  # a missing or malformed file fails before the model loads
     # Windows of max_length tokens, the last only predicted: the model reads max_length - 1 of them.
-    backend = open_backend(config.model, config.backend, n_ctx=config.max_length, dtype=config.dtype,
-                           device=config.device, trust_remote_code=config.trust_remote_code)
+    backend = open_backend(config.model_spec(n_ctx=config.max_length))
     try:
         scored = perplexity_of_files(backend, config.data, config.max_length - 1, config.stride, config.prefix, log)
     finally:

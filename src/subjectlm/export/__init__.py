@@ -1,6 +1,6 @@
 """Export: a HF model as GGUF for llama.cpp, quantized, checked against the HF model, with an ollama Modelfile.
 
-    stage.py               configs of `export gguf|verify|lora|ollama` and the recipe stage; export_all()
+    job.py                 configs of `export gguf|verify|lora|ollama` and the recipe stage; export_all()
     convert.py             which converter writes the GGUF, and the checks every GGUF passes
     gguf.py                our table-driven converter: config.json, vocabulary and tensors -> one GGUF
     hparams.py             a config.json as GGUF hyperparameters, per family

@@ -84,10 +84,11 @@ def _result(path: Path, outtype: str, eot: str | None) -> ExportResult:
     return ExportResult(path, arch, outtype, n_tensors, n_vocab, eot, path.stat().st_size)
 
 
-def export_model(model_dir: Path, output: Path, outtype: str = "f16", converter: str = "auto",
+def export_model(model_dir: Path, output: Path, outtype: str = "f16", *, converter: str = "auto",
                  overwrite: bool = False, pre_tokenizer: str | None = None, trust_remote_code: bool = False,
                  progress: bool = True) -> tuple[ExportResult, str]:
-    """Convert with the chosen converter, then check the chat ending; returns (result, converter used)."""
+    """Convert with the chosen converter, then check the chat ending; returns (result, converter used).
+    The options are keywords, as export_gguf's are."""
     from subjectlm.io import check_output_dir
 
     if outtype not in OUTTYPES:

@@ -223,7 +223,7 @@ class _TensorReader:
         self._stack.close()
 
 
-def export_gguf(model_dir: str | Path, output: str | Path, outtype: str = "f16", overwrite: bool = False,
+def export_gguf(model_dir: str | Path, output: str | Path, outtype: str = "f16", *, overwrite: bool = False,
                 pre_tokenizer: str | None = None, trust_remote_code: bool = False,
                 progress: bool = True) -> ExportResult:
     """Convert a local HF model directory to `output` (.gguf)."""

@@ -7,7 +7,7 @@
     adapter.py  a peft adapter directory -> per-tensor operations (lazy: headers only)
     apply.py    write each output shard, one tensor at a time
     tensors.py  minimal safetensors reader/writer over numpy (no torch in the merge path)
-    stage.py    run(MergeConfig): plan, write atomically, side files, optional --verify
+    write.py    run(MergeConfig): plan, write atomically, side files, optional --verify
     verify.py   compare logits of the merged model with base + adapters in peft
 """
 
@@ -17,7 +17,7 @@ from subjectlm.merge.config import MergeConfig
 def run(config: MergeConfig, progress: bool = True) -> dict:
     """Merge `config.lora` into `config.base`; returns {"model": output_dir, "summary": ...}."""
     # Imported here so that `subjectlm --help` does not pay for numpy.
-    from subjectlm.merge.stage import run as run_merge
+    from subjectlm.merge.write import run as run_merge
 
     return run_merge(config, progress=progress)
 

@@ -53,7 +53,7 @@ def check_eval(values: dict[str, Any]) -> list[Problem]:
 
     found: list[Problem] = []
     if _existing(values, "data"):
-        from subjectlm.eval.exam_check import check_exam
+        from subjectlm.eval.exam.check import check_exam
 
         exam = check_exam(values["data"], values.get("format", "auto"), ("dev", values.get("split", "val")),
                           values.get("subjects") or None)
@@ -62,7 +62,7 @@ def check_eval(values: dict[str, Any]) -> list[Problem]:
         report = check("pt", _existing(values, "ppl_data"))
         found += report.problems + report.warnings
     if _existing(values, "qa_data"):
-        from subjectlm.eval.qa import read_qa_file
+        from subjectlm.eval.qa.items import read_qa_file
 
         found += _problems_of(lambda: read_qa_file(values["qa_data"]))
     return found

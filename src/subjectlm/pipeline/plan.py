@@ -93,7 +93,7 @@ class Plan:
             lines.append("  across the plan:")
             lines += [f"    {note}" for note in self.notes]
         lines += finding_lines(self.problems, self.warnings, strict=False, show=100)
-        lines.append(verdict(self.problems, self.warnings, strict=False))
+        lines.append(verdict(self.problems, self.warnings, strict=False, has_strict=False))
         return "\n".join(lines)
 
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from subjectlm.data.errors import Problem
+from subjectlm.pipeline.leakage_check import leakage_check
 
 if TYPE_CHECKING:
     from subjectlm.pipeline.plan import Plan
 
 PlanCheck = Callable[["Plan"], tuple[list[str], list[Problem]]]
 
-PLAN_CHECKS: list[PlanCheck] = []
+PLAN_CHECKS: list[PlanCheck] = [
+    leakage_check,  # every evaluation stage's items against the data trained on before it
+]

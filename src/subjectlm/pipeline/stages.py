@@ -69,17 +69,18 @@ _CONTINUES = {"model": "model", "peft_path": "adapter"}  # sft and dpo continue 
 _COMPARES = {"model": "model", "base_model": "start_model"}
 
 STAGE_KINDS: dict[str, StageKind] = {
-    "synth": StageKind("subjectlm.synth.config:SynthConfig", "subjectlm.synth.stage:run", {},
-                       "subjectlm.synth.stage:planned_outputs"),
+    "synth": StageKind("subjectlm.synth.config:SynthConfig", "subjectlm.synth.recipe_stage:run", {},
+                       "subjectlm.synth.recipe_stage:planned_outputs"),
     "pt": StageKind(_TRAIN + "PTConfig", "subjectlm.train.pt:run", {"model": "model"}, trained_outputs,
                     _CHECKS + "check_pt"),
     "sft": StageKind(_TRAIN + "SFTConfig", "subjectlm.train.sft:run", _CONTINUES, trained_outputs, _CHECKS + "check_sft"),
     "dpo": StageKind(_TRAIN + "DPOConfig", "subjectlm.train.dpo:run", _CONTINUES, trained_outputs, _CHECKS + "check_dpo"),
     "merge": StageKind("subjectlm.merge:MergeConfig", "subjectlm.merge:run", {"base": "model", "lora": "adapter_list"},
                        model_output),
-    "eval": StageKind("subjectlm.eval.stage:EvalStageConfig", "subjectlm.eval.stage:run",
+    # eval/recipe_stage.py's stage with the old script's keys (few_shot, do_save_csv, ...) and take{K}/ files
+    "eval": StageKind("subjectlm.compat.cla3.recipe_stage:EvalStageFlags", "subjectlm.compat.cla3.recipe_stage:run",
                       {**_COMPARES, "train_data": "training_data"}, None, _CHECKS + "check_eval"),
-    "export": StageKind("subjectlm.export.stage:ExportStageConfig", "subjectlm.export.stage:run", {"model": "model"}),
-    "arena": StageKind("subjectlm.arena.stage:ArenaStageConfig", "subjectlm.arena.stage:run", _COMPARES, None,
+    "export": StageKind("subjectlm.export.job:ExportStageConfig", "subjectlm.export.job:run", {"model": "model"}),
+    "arena": StageKind("subjectlm.arena.recipe_stage:ArenaStageConfig", "subjectlm.arena.recipe_stage:run", _COMPARES, None,
                        _CHECKS + "check_arena"),
 }

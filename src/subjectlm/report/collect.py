@@ -25,9 +25,9 @@ REPORT_KINDS = {"pt": "train", "sft": "train", "dpo": "train"}
 KIND_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("train", ("learning_rate",)),     # pt, sft, dpo (train/config.py)
     ("merge", ("base", "lora")),       # merge/config.py
-    ("arena", ("prompts",)),           # arena/stage.py
-    ("export", ("quantize", "outtype")),  # export/stage.py
-    ("eval", ("data", "base_model")),  # eval/stage.py
+    ("arena", ("prompts",)),           # arena/recipe_stage.py
+    ("export", ("quantize", "outtype")),  # export/job.py
+    ("eval", ("data", "base_model")),  # eval/recipe_stage.py
 )
 
 

@@ -43,7 +43,7 @@ def _label(stage: Stage, stages_of_kind: list[Stage]) -> str:
 def scoring_modes(obj: Any, marker: str) -> dict[str, dict[str, Any]]:
     """Per scoring mode, the part of an exam summary.json/compare.json that describes it.
 
-    A file of several modes keeps one dict per mode under `modes` (eval/report.py, eval/compare.py;
+    A file of several modes keeps one dict per mode under `modes` (eval/exam/report.py, eval/exam/compare.py;
     its top level repeats the primary mode's); a file of one mode (written before scoring modes
     existed) has `marker` (`overall` in compare.json, `macro` in summary.json) at the top."""
     if not isinstance(obj, dict):
@@ -193,7 +193,7 @@ def _duel(stage: Stage, battles: list[dict[str, Any]]) -> dict[str, Any] | None:
     for a run recorded before the stage returned it)."""
     duel = stage.result.get("tuned_vs_base")
     if not isinstance(duel, dict):
-        from subjectlm.arena.stage import head_to_head
+        from subjectlm.arena.recipe_stage import head_to_head
 
         duel = head_to_head(battles, "tuned", "base", int(stage.config.get("n_bootstrap", 1000)),
                             int(stage.config.get("seed", 0)))

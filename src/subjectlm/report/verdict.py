@@ -29,7 +29,7 @@ QA_SCORES = ("ref_logprob", "f1", "key_fact_recall")
 
 @dataclasses.dataclass(frozen=True)
 class Paired:
-    """One exam comparison, start (a) against tuned (b), as eval/compare.py writes it."""
+    """One exam comparison, start (a) against tuned (b), as eval/exam/compare.py writes it."""
     what: str            # e.g. "exam cloze_acc", "general cloze_acc", "control letter"
     n: int
     acc_a: float

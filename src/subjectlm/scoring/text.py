@@ -9,7 +9,7 @@
 - f1: token-F1 between answer and reference (bag of tokens, as SQuAD's);
 - key_fact_recall: the fraction of key facts the answer contains (None without key facts).
 
-Used by closed-book QA (eval/qa.py) and the arena's reference judge (arena/judge_reference.py).
+Used by closed-book QA (eval/qa/items.py) and the arena's reference judge (arena/judge_reference.py).
 """
 
 from __future__ import annotations

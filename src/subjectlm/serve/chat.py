@@ -11,30 +11,32 @@ import dataclasses
 import sys
 from typing import Callable, TextIO
 
-from subjectlm.backends import BACKENDS
+from subjectlm.backends.spec import (
+    OpensModel,
+    backend_option,
+    device_option,
+    dtype_option,
+    model_option,
+    n_ctx_option,
+    trust_remote_code_option,
+)
 from subjectlm.config import ConfigError, check_options, option
-from subjectlm.models import DTYPE_CHOICES
-
-# serve and chat share these (server.py imports them)
-DTYPE_HELP = ("weights dtype (hf, vllm); default: the checkpoint's own on a GPU, fp32 on the CPU "
-              "(a GGUF keeps its own types)")
-DEVICE_HELP = "hf: cpu, cuda, cuda:1, ... (default: cuda if available, else cpu)"
 
 
 @dataclasses.dataclass
-class ChatConfig:
-    model: str = option("default", help="model directory, `default`, or a .gguf file", aliases=("--model_name_or_path",))
-    backend: str = option("auto", help="auto: llamacpp for a .gguf, else hf", choices=BACKENDS)
+class ChatConfig(OpensModel):
+    model: str = model_option()
+    backend: str = backend_option()
     system: str | None = option(None, help="system prompt")
     prompt: str | None = option(None, help="answer this one message, print the answer and exit")
     max_tokens: int = option(512, help="longest answer, in tokens", min=1)
     temperature: float = option(0.0, help="sampling temperature; 0 = greedy")
     top_p: float = option(1.0, help="nucleus sampling mass")
     seed: int | None = option(None, help="sampling seed")
-    n_ctx: int = option(4096, help="llama.cpp context length (tokens)")
-    dtype: str | None = option(None, help=DTYPE_HELP, choices=DTYPE_CHOICES)
-    device: str | None = option(None, help=DEVICE_HELP)
-    trust_remote_code: bool = option(False, help="allow custom model code from the model directory")
+    n_ctx: int = n_ctx_option()
+    dtype: str | None = dtype_option(None)
+    device: str | None = device_option()
+    trust_remote_code: bool = trust_remote_code_option()
 
     def __post_init__(self):
         check_options(self)
@@ -93,23 +95,10 @@ def chat_loop(backend, config: ChatConfig, stdin: TextIO | None = None, stdout: 
         messages.append({"role": "assistant", "content": reply})
 
 
-def open_model(config) -> object:
-    """The backend serve and chat talk to; dtype left unset is default_dtype's (the checkpoint's on a GPU,
-    fp32 on the CPU). `config`: a ChatConfig or ServeConfig (model, backend, n_ctx, dtype, device,
-    trust_remote_code; `parallel` when it has one)."""
+def run(config: ChatConfig) -> int:
     from subjectlm.backends import open_backend
 
-    dtype = config.dtype
-    if dtype is None and not str(config.model).endswith(".gguf") and config.backend != "llamacpp":
-        from subjectlm.backends.device import default_dtype
-
-        dtype = default_dtype(config.device)
-    return open_backend(config.model, config.backend, n_ctx=config.n_ctx, dtype=dtype, device=config.device,
-                        parallel=getattr(config, "parallel", 1), trust_remote_code=config.trust_remote_code)
-
-
-def run(config: ChatConfig) -> int:
-    backend = open_model(config)
+    backend = open_backend(config.model_spec())
     try:
         return chat_loop(backend, config)
     finally:

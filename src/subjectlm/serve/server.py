@@ -17,31 +17,36 @@ seconds.
 
 import dataclasses
 import hmac
-import json
 import os
 import time
-import uuid
 from typing import Any, Literal
 
-from subjectlm.backends import BACKENDS
+from subjectlm.backends.spec import (
+    OpensModel,
+    backend_option,
+    device_option,
+    dtype_option,
+    model_option,
+    n_ctx_option,
+    trust_remote_code_option,
+)
 from subjectlm.config import ConfigError, check_options, option
-from subjectlm.models import DTYPE_CHOICES
-from subjectlm.serve.chat import DEVICE_HELP, DTYPE_HELP
+from subjectlm.serve.respond import json_error
 
 
 @dataclasses.dataclass
-class ServeConfig:
-    model: str = option("default", help="model directory, `default`, or a .gguf file", aliases=("--model_name_or_path",))
-    backend: str = option("auto", help="auto: llamacpp for a .gguf, else hf", choices=BACKENDS)
+class ServeConfig(OpensModel):
+    model: str = model_option()
+    backend: str = backend_option()
     host: str = option("127.0.0.1", help="address to bind; anything but localhost exposes the model to the network")
     port: int = option(8000, help="TCP port")
     api_key: str | None = option(None, help="require `Authorization: Bearer KEY` (or set SUBJECTLM_API_KEY)")
-    n_ctx: int = option(4096, help="llama.cpp context length (tokens)", min=1)
-    dtype: str | None = option(None, help=DTYPE_HELP, choices=DTYPE_CHOICES)
-    device: str | None = option(None, help=DEVICE_HELP)
+    n_ctx: int = n_ctx_option()
+    dtype: str | None = dtype_option(None)
+    device: str | None = device_option()
     max_tokens_limit: int = option(4096, help="largest max_tokens a request may ask for", min=1)
     max_body_bytes: int = option(1 << 20, help="largest request body accepted (bytes)", min=1)
-    trust_remote_code: bool = option(False, help="allow custom model code from the model directory")
+    trust_remote_code: bool = trust_remote_code_option()
     parallel: int = option(8, help="hf backend: requests decoded together in one batch (1 = one at a time)", min=1)
     max_queue: int = option(8, help="requests that may wait while others are answered; more get 503 + Retry-After",
                             min=0)
@@ -94,18 +99,6 @@ def _params(req) -> Any:
                      top_p=req.top_p, stop=stop, seed=req.seed)
 
 
-def _error(status: int, message: str, kind: str = "invalid_request_error", headers: dict | None = None):
-    from fastapi.responses import JSONResponse
-
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": status}},
-                        status_code=status, headers=headers)
-
-
-# Why a request was cut short, as the client is told: (status, message, error type).
-CANCELLED = {"timeout": (504, "the request took longer than the server's request_timeout", "timeout"),
-             "shutdown": (503, "the server is shutting down", "server_error")}
-
-
 class _BodyLimit:
     """ASGI middleware: refuse bodies over `limit` bytes (by Content-Length, or while reading)."""
 
@@ -117,7 +110,7 @@ class _BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await _error(413, f"request body over {self.limit} bytes")(scope, receive, send)
+            return await json_error(413, f"request body over {self.limit} bytes")(scope, receive, send)
         seen = 0
 
         async def limited():
@@ -133,34 +126,23 @@ class _BodyLimit:
         return await self.app(scope, limited, send)
 
 
-def create_app(backend, api_key: str | None = None, max_tokens_limit: int = 4096, max_body_bytes: int = 1 << 20,
-               max_queue: int = 8, request_timeout: float = 300.0):
-    """The ASGI app; `app.state.slots` is its admission (serve() closes it on SIGTERM)."""
-    from fastapi import Depends, FastAPI, HTTPException, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import StreamingResponse
+async def _invalid_request(request, exc):
+    """A request the schema refuses: 400 naming the first bad field (or the JSON error)."""
+    first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        return json_error(400, f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": "))
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return json_error(400, f"{where}: {first.get('msg', 'invalid value')}" if where else first.get("msg", "invalid request"))
 
-    from subjectlm.serve.admission import Slots, pieces
 
-    ChatRequest, CompletionRequest = _schemas(max_tokens_limit)
-    app = FastAPI(title="subjectlm", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(_BodyLimit, limit=max_body_bytes)
-    # As many run at once as the backend decodes together (hf with parallel > 1), the rest queue.
-    slots = app.state.slots = Slots(max_queue, request_timeout, running=getattr(backend, "parallel", 1))
-    created = int(time.time())
+async def _http_error(request, exc):
+    kind = "authentication_error" if exc.status_code == 401 else "invalid_request_error"
+    return json_error(exc.status_code, str(exc.detail), kind)
 
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError):
-        first = exc.errors()[0] if exc.errors() else {}
-        if first.get("type") == "json_invalid":
-            return _error(400, f"request body is not valid JSON: {first.get('ctx', {}).get('error', '')}".rstrip(": "))
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return _error(400, f"{where}: {first.get('msg', 'invalid value')}" if where else first.get("msg", "invalid request"))
 
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException):
-        kind = "authentication_error" if exc.status_code == 401 else "invalid_request_error"
-        return _error(exc.status_code, str(exc.detail), kind)
+def _authorizer(api_key: str | None):
+    """The dependency every /v1 route has: with a key, `Authorization: Bearer KEY` or 401."""
+    from fastapi import HTTPException, Request
 
     def authorize(request: Request) -> None:
         if api_key is None:
@@ -170,110 +152,49 @@ def create_app(backend, api_key: str | None = None, max_tokens_limit: int = 4096
         if not hmac.compare_digest(given.encode(), api_key.encode()):
             raise HTTPException(401, "missing or wrong API key (send `Authorization: Bearer KEY`)")
 
+    return authorize
+
+
+def create_app(backend, api_key: str | None = None, max_tokens_limit: int = 4096, max_body_bytes: int = 1 << 20,
+               max_queue: int = 8, request_timeout: float = 300.0):
+    """The ASGI app; `app.state.slots` is its admission (serve() closes it on SIGTERM)."""
+    from fastapi import Depends, FastAPI, HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
+
+    from subjectlm.serve.admission import Slots
+    from subjectlm.serve.respond import Responder
+    from subjectlm.serve.responses import Reply, model_list
+
+    ChatRequest, CompletionRequest = _schemas(max_tokens_limit)
+    app = FastAPI(title="subjectlm", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(_BodyLimit, limit=max_body_bytes)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
+    # As many run at once as the backend decodes together (hf with parallel > 1), the rest queue.
+    slots = app.state.slots = Slots(max_queue, request_timeout, running=getattr(backend, "parallel", 1))
+    responder = Responder(backend, slots)
+    created = int(time.time())
+    v1 = [Depends(_authorizer(api_key))]
+
     # Any `model` name a client sends is served by the one loaded model, as llama.cpp's server does.
     @app.get("/health")
     async def health():
         return {"status": "ok", "running": len(slots.tickets), "limit": slots.limit}
 
-    @app.get("/v1/models", dependencies=[Depends(authorize)])
+    @app.get("/v1/models", dependencies=v1)
     async def models():
-        return {"object": "list", "data": [{"id": backend.model_id, "object": "model", "created": created,
-                                            "owned_by": "subjectlm"}]}
+        return model_list(backend.model_id, created)
 
-    def busy():
-        why = "the server is shutting down" if slots.closed else (
-            f"the server is busy ({slots.limit} requests running or queued); retry shortly")
-        return _error(503, why, "server_error", headers={"Retry-After": "1"})
-
-    class _Stream(StreamingResponse):
-        """A streamed answer that gives its slot back however the response ends (done, error, disconnect)."""
-
-        def __init__(self, content, ticket):
-            super().__init__(content, media_type="text/event-stream")
-            self.ticket = ticket
-
-        async def __call__(self, scope, receive, send):
-            try:
-                await super().__call__(scope, receive, send)
-            finally:
-                slots.leave(self.ticket)
-
-    def sse(ticket, chunks) -> StreamingResponse:
-        async def body():
-            try:
-                async for chunk in chunks:
-                    yield f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
-                if ticket.why in CANCELLED:
-                    _, message, kind = CANCELLED[ticket.why]
-                    yield f"data: {json.dumps({'error': {'message': message, 'type': kind}})}\n\n"
-            except Exception as exc:  # headers are sent already: report in-band
-                yield f"data: {json.dumps({'error': {'message': str(exc), 'type': 'server_error'}})}\n\n"
-            if ticket.why != "disconnected":
-                yield "data: [DONE]\n\n"
-        return _Stream(body(), ticket)
-
-    async def whole(ticket, prompt, params, request: Request):
-        """Every piece of a non-streamed answer, or the error response that replaces it."""
-        try:
-            parts = [p async for p in pieces(backend, prompt, params, ticket, request.receive)]
-        finally:
-            slots.leave(ticket)
-        if ticket.why in CANCELLED:
-            status, message, kind = CANCELLED[ticket.why]
-            return None, _error(status, message, kind)
-        if ticket.why == "disconnected":  # nobody reads this; nginx's code for it
-            return None, _error(499, "client closed the request")
-        return parts, None
-
-    def usage(last) -> dict:
-        return {"prompt_tokens": last.prompt_tokens, "completion_tokens": last.completion_tokens,
-                "total_tokens": last.prompt_tokens + last.completion_tokens}
-
-    @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
+    @app.post("/v1/chat/completions", dependencies=v1)
     async def chat_completions(req: ChatRequest, request: Request):
-        ticket = slots.enter()
-        if ticket is None:
-            return busy()
-        prompt, params = [m.model_dump() for m in req.messages], _params(req)
-        rid, now = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        head = {"id": rid, "created": now, "model": backend.model_id}
-        if req.stream:
-            async def chunks():
-                yield {**head, "object": "chat.completion.chunk",
-                       "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
-                async for p in pieces(backend, prompt, params, ticket, request.receive):
-                    delta = {"content": p.text} if p.text else {}
-                    yield {**head, "object": "chat.completion.chunk",
-                           "choices": [{"index": 0, "delta": delta, "finish_reason": p.finish_reason}]}
-            return sse(ticket, chunks())
-        parts, failed = await whole(ticket, prompt, params, request)
-        if failed is not None:
-            return failed
-        return {**head, "object": "chat.completion",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(p.text for p in parts)},
-                             "finish_reason": parts[-1].finish_reason}],
-                "usage": usage(parts[-1])}
+        messages = [m.model_dump() for m in req.messages]
+        return await responder.respond(Reply.new(True, backend.model_id), messages, _params(req), req.stream,
+                                       request.receive)
 
-    @app.post("/v1/completions", dependencies=[Depends(authorize)])
+    @app.post("/v1/completions", dependencies=v1)
     async def completions(req: CompletionRequest, request: Request):
-        ticket = slots.enter()
-        if ticket is None:
-            return busy()
-        params = _params(req)
-        rid, now = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-        head = {"id": rid, "object": "text_completion", "created": now, "model": backend.model_id}
-        if req.stream:
-            async def chunks():
-                async for p in pieces(backend, req.prompt, params, ticket, request.receive):
-                    yield {**head, "choices": [{"index": 0, "text": p.text, "logprobs": None,
-                                                "finish_reason": p.finish_reason}]}
-            return sse(ticket, chunks())
-        parts, failed = await whole(ticket, req.prompt, params, request)
-        if failed is not None:
-            return failed
-        return {**head, "choices": [{"index": 0, "text": "".join(p.text for p in parts), "logprobs": None,
-                                     "finish_reason": parts[-1].finish_reason}],
-                "usage": usage(parts[-1])}
+        return await responder.respond(Reply.new(False, backend.model_id), req.prompt, _params(req), req.stream,
+                                       request.receive)
 
     return app
 
@@ -282,12 +203,12 @@ def serve(config: ServeConfig) -> None:
     """Load the backend, then serve until interrupted; SIGTERM/Ctrl-C cancel what is running and exit."""
     import uvicorn
 
-    from subjectlm.serve.chat import open_model
+    from subjectlm.backends import open_backend
 
     if config.host not in ("127.0.0.1", "localhost", "::1") and not config.api_key:
         print(f"warning: serving on {config.host} without --api_key: anyone who can reach this port can use the model",
               flush=True)
-    backend = open_model(config)
+    backend = open_backend(config.model_spec(), parallel=config.parallel)
     app = create_app(backend, config.api_key, config.max_tokens_limit, config.max_body_bytes, config.max_queue,
                      config.request_timeout)
 

@@ -16,7 +16,7 @@ any teacher model (issue #26).
     outputs.py    facts.jsonl, pt/, sft/, dpo/, exam/, qa.jsonl, written atomically
     report.py     synth_report.json / .md
     synthesize.py the run, top to bottom
-    stage.py      the recipe stage `synth`
+    recipe_stage.py  the recipe stage `synth`
 """
 
 from __future__ import annotations

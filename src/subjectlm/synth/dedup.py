@@ -6,9 +6,10 @@ Of each group the first item is kept, outputs taken in the order given (pt, sft,
 counted `within` its output when the kept one is in the same output and `across` when it is in an
 earlier one.
 
-An exam or QA question overlaps the training outputs when it shares a run of `ngram` consecutive tokens
-(normalised words; CJK characters) with the training texts, or is a near-duplicate of one of them (a
-training question asked in nearly the same words).
+An exam or QA question overlaps the training outputs for any of three reasons, each reported (a
+question may have several): it shares a run of `ngram` consecutive tokens (normalised words; CJK
+characters) with the training texts; it is shorter than that (8 tokens or more) and found whole in them;
+or it is a near-duplicate of one of them (a training question asked in nearly the same words).
 """
 
 from __future__ import annotations
@@ -44,9 +45,22 @@ def remove_near_duplicates(outputs: dict[str, list[str]], jaccard: float
     return keep, counts
 
 
-def overlapping(questions: Sequence[str], training: Sequence[str], ngram: int, jaccard: float) -> list[str | None]:
-    """For each question: None, or why it overlaps the training texts (`shared n-gram` / `near-duplicate`)."""
+SHARED_NGRAM = "shared n-gram"
+WHOLE = "whole question in the training data"
+NEAR_DUPLICATE = "near-duplicate"
+OVERLAP_REASONS = (SHARED_NGRAM, WHOLE, NEAR_DUPLICATE)
+
+
+def overlapping(questions: Sequence[str], training: Sequence[str], ngram: int, jaccard: float
+                ) -> list[tuple[str, ...]]:
+    """For each question, every reason it overlaps the training texts (of OVERLAP_REASONS, in that
+    order); () when it overlaps none."""
     from subjectlm.data.overlap import overlapping as find
 
-    return [None if found is None else "shared n-gram" if found.run is not None else "near-duplicate"
-            for found in find(list(questions), list(training), ngram=ngram, jaccard=jaccard)]
+    reasons = []
+    for found in find(list(questions), list(training), ngram=ngram, jaccard=jaccard):
+        run = None if found is None else found.run
+        reasons.append(tuple(name for name, hit in (
+            (SHARED_NGRAM, run is not None and not run.whole), (WHOLE, run is not None and run.whole),
+            (NEAR_DUPLICATE, found is not None and found.similar is not None)) if hit))
+    return reasons

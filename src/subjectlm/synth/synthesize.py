@@ -123,16 +123,20 @@ def _training_texts(records: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 def _checked_exam(teacher, config: SynthConfig, items: list[ExamItem], training: list[str], languages: dict,
                   tally: Tally) -> tuple[list[ExamItem], dict[str, int]]:
-    """Items whose question overlaps no training text: overlapping ones reworded once, then dropped."""
+    """Items whose question overlaps no training text: overlapping ones reworded once, then dropped.
+    Counted: questions checked and flagged, each reason found (a question may have several: a short
+    question repeated from sft/ is both found whole and a near-duplicate), reworded and dropped."""
     reasons = dedup.overlapping([i.question for i in items], training, config.overlap_ngram, config.jaccard)
-    overlap = Counter(f"flagged: {r}" for r in reasons if r)
     flagged = [i for i, r in enumerate(reasons) if r]
+    found = Counter(name for r in reasons for name in r)
+    overlap = {"checked": len(items), "flagged": len(flagged),
+               **{f"flagged: {name}": found[name] for name in dedup.OVERLAP_REASONS}, "reworded": 0, "dropped": 0}
     new = generate.reworded(teacher, config, [(items[i].question, items[i].short_answer,
                                                languages[items[i].id.rsplit("-", 1)[0]]) for i in flagged], tally)
     again = dedup.overlapping([q or "" for q in new], training, config.overlap_ngram, config.jaccard)
     replaced = {}
     for i, question, reason in zip(flagged, new, again):
-        if question and reason is None:
+        if question and not reason:
             replaced[i] = question
             overlap["reworded"] += 1
         else:
@@ -143,9 +147,9 @@ def _checked_exam(teacher, config: SynthConfig, items: list[ExamItem], training:
         if i in replaced:
             kept.append(ExamItem(item.id, item.category, replaced[i], item.short_answer, item.answer,
                                  item.distractors))
-        elif reasons[i] is None:
+        elif not reasons[i]:
             kept.append(item)
-    return kept, dict(overlap)
+    return kept, overlap
 
 
 def _exam_rows(items: list[ExamItem], config: SynthConfig) -> dict[tuple[str, str], list[ExamRow]]:

@@ -294,18 +294,18 @@ def open_teacher(teacher: str, teacher_model: str | None = None, api_key_env: st
                  price_out: float = 0.0, timeout: float = 120.0, max_retries: int = 5, backend: str = "auto",
                  dtype: str | None = None, device: str | None = None, progress: bool = True) -> Teacher:
     """A Teacher over an OpenAI-compatible URL, or over a local model (`default`, a directory, a .gguf)."""
-    from subjectlm.backends import open_backend
+    from subjectlm.backends import ModelSpec, open_backend
 
     remote = str(teacher).startswith(("http://", "https://"))
     if remote:
         if api_key_env and not os.environ.get(api_key_env):
             print(f"warning: environment variable {api_key_env} is not set: the teacher is asked without an API key",
                   file=sys.stderr)
-        model = open_backend(teacher, "openai", served_model=teacher_model, api_key_env=api_key_env,
+        model = open_backend(ModelSpec(teacher, "openai"), served_model=teacher_model, api_key_env=api_key_env,
                              concurrency=concurrency, timeout=timeout, max_retries=max_retries)
         model_id = model.model_id
     else:
-        model = open_backend(teacher, backend, dtype=dtype, device=device, batch_size=concurrency)
+        model = open_backend(ModelSpec(teacher, backend, dtype=dtype, device=device, batch_size=concurrency))
         model_id = teacher_model or str(teacher)
     return Teacher(model, cache_path, model_id, concurrency, price_in=price_in, price_out=price_out,
                    progress=progress)

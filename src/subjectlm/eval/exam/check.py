@@ -1,6 +1,6 @@
 """`check_exam`: everything wrong with an exam directory, found before a model is loaded.
 
-Per file (`scan_docs` in exams.py): empty or unknown answer letters, missing option columns,
+Per file (`scan_docs` in directory.py): empty or unknown answer letters, missing option columns,
 short rows, repeated ids, encoding (errors); a BOM, empty options (warnings). Per directory: the
 layout, subject_mapping.json's entries, subjects the mapping or the benchmark's table does not
 name (warning: they run as category Other under their file name), subjects without dev shots.
@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from subjectlm.data.check import finding_lines, verdict
 from subjectlm.data.errors import Problem
-from subjectlm.eval.exams import (
+from subjectlm.eval.exam.directory import (
     CATEGORIES,
     CMMLU_SUBJECTS,
     MMLU_CATEGORIES,

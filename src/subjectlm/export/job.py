@@ -116,24 +116,25 @@ class ExportStageConfig(GGUFConfig):
         super().__post_init__()
 
 
-def export_all(model: str, output: Path, outtype: str, quantize: list[str], overwrite: bool,
-               pre_tokenizer: str | None = None, trust_remote_code: bool = False, converter: str = "auto") -> list[Path]:
+def export_all(config: GGUFConfig) -> list[Path]:
     """The base export, then one quantized file per type; returns all paths written."""
     from subjectlm.export.convert import export_model
     from subjectlm.export.quantize import quantize as quantize_file
     from subjectlm.models import resolve_model
 
-    model_dir = resolve_model(model)
+    model_dir = resolve_model(config.model)
     if model_dir.suffix == ".gguf":
-        raise ConfigError(f"model: {model} is already a GGUF; give the HF model directory")
-    result, used = export_model(model_dir, output, outtype, converter, overwrite=overwrite,
-                                pre_tokenizer=pre_tokenizer, trust_remote_code=trust_remote_code)
-    print(f"wrote {result.path} ({result.arch}, {outtype}, {result.size_bytes / 2**20:.1f} MiB, "
+        raise ConfigError(f"model: {config.model} is already a GGUF; give the HF model directory")
+    output = Path(config.output)
+    result, used = export_model(model_dir, output, config.outtype, converter=config.converter,
+                                overwrite=config.overwrite, pre_tokenizer=config.pre_tokenizer,
+                                trust_remote_code=config.trust_remote_code)
+    print(f"wrote {result.path} ({result.arch}, {config.outtype}, {result.size_bytes / 2**20:.1f} MiB, "
           f"end of turn {result.eot!r}, {used} converter)", flush=True)
     paths = [result.path]
-    for qtype in quantize:
+    for qtype in config.quantize:
         target = output.with_name(f"{output.stem}-{qtype.lower()}.gguf")
-        quantize_file(output, target, qtype, overwrite=overwrite)
+        quantize_file(output, target, qtype, overwrite=config.overwrite)
         print(f"wrote {target} ({qtype}, {target.stat().st_size / 2**20:.1f} MiB)", flush=True)
         paths.append(target)
     return paths
@@ -147,12 +148,12 @@ PPL_MAX_LENGTH, PPL_STRIDE = 1024, 512
 def gguf_perplexities(paths: list[Path], texts: list[str]) -> dict[str, dict]:
     """Each GGUF's held-out perplexity through llama.cpp (the backends' score_rolling): {path: result} with
     result as `eval ppl` writes it (files, overall)."""
-    from subjectlm.backends import open_backend
+    from subjectlm.backends import ModelSpec, open_backend
     from subjectlm.backends.score_rolling import perplexity_of_files
 
     results = {}
     for path in paths:
-        backend = open_backend(path, "llamacpp", n_ctx=PPL_MAX_LENGTH)
+        backend = open_backend(ModelSpec(str(path), "llamacpp", n_ctx=PPL_MAX_LENGTH))
         try:
             scored = perplexity_of_files(backend, texts, PPL_MAX_LENGTH - 1, PPL_STRIDE, prefix=False,
                                          log=lambda _: None)
@@ -170,8 +171,7 @@ def run(config: ExportStageConfig) -> dict:
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = export_all(config.model, Path(config.output), config.outtype, config.quantize, config.overwrite,
-                       config.pre_tokenizer, config.trust_remote_code, converter=config.converter)
+    paths = export_all(config)
     summary = [f"{len(paths)} GGUF(s) in {out}"]
     if config.verify:
         from subjectlm.export.verify import format_table, verify
@@ -190,9 +190,9 @@ def run(config: ExportStageConfig) -> dict:
 
         write_modelfile(paths[-1], overwrite=True)
     if config.question:
-        from subjectlm.backends import GenParams, open_backend
+        from subjectlm.backends import GenParams, ModelSpec, open_backend
 
-        backend = open_backend(paths[-1], "llamacpp")
+        backend = open_backend(ModelSpec(str(paths[-1]), "llamacpp"))
         try:
             reply = backend.generate([[{"role": "user", "content": config.question}]],
                                      GenParams(max_tokens=config.answer_tokens))[0].text

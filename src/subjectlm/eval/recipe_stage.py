@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
-from subjectlm.config import DATA_FILES, MODEL, OUTPUT, TEXT_DATA, check_options, option
+from subjectlm.backends.spec import model_options
+from subjectlm.config import DATA_FILES, MODEL, OUTPUT, TEXT_DATA, check_options, config_from, option
+from subjectlm.eval.exam.runner import ExamConfig
 from subjectlm.eval.general import general_exams
-from subjectlm.eval.runner import ExamConfig
 from subjectlm.eval.verdict_thresholds import thresholds_from
+
+if TYPE_CHECKING:
+    from subjectlm.eval.exam.scoring import Scorer
 
 LEAKAGE = "leakage.json"
 
@@ -69,9 +73,7 @@ class EvalStageConfig(ExamConfig):
 
 def exam_config(config: EvalStageConfig, model: str, out: Path, **overrides: Any) -> ExamConfig:
     """The stage's exam keys as an `eval exam` config for one model (overrides: another exam's data, subjects...)."""
-    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(ExamConfig)}
-    values.update(model=model, output_dir=str(out), overwrite=not config.resume, **overrides)
-    return ExamConfig(**values)
+    return config_from(ExamConfig, config, model=model, output_dir=str(out), overwrite=not config.resume, **overrides)
 
 
 def evaluation_files(config: EvalStageConfig) -> list[str]:
@@ -95,18 +97,17 @@ def _leakage(config: EvalStageConfig, out: Path) -> str:
 def _ppl(config: EvalStageConfig, model: str, out: Path) -> float:
     from subjectlm.eval.ppl import PPLConfig, run_ppl
 
-    result = run_ppl(PPLConfig(model=model, data=list(config.ppl_data), dtype=config.dtype, device=config.device,
+    result = run_ppl(PPLConfig(**model_options(config.model_spec(model=model), PPLConfig), data=list(config.ppl_data),
                                output=str(out)), log=lambda *_: None)
     return result["overall"]["ppl"]
 
 
 def _qa(config: EvalStageConfig, base_model: str | None, out: Path) -> dict[str, Any]:
-    from subjectlm.eval.qa_runner import QAConfig, run_qa
+    from subjectlm.eval.qa.runner import QAConfig, run_qa
 
-    qa = QAConfig(model=config.model, base_model=base_model, data=str(config.qa_data), dtype=config.dtype,
-                  device=config.device, batch_size=config.batch_size, max_new_tokens=config.qa_max_new_tokens,
-                  output_dir=str(out), resume=config.resume, overwrite=not config.resume,
-                  trust_remote_code=config.trust_remote_code)
+    qa = QAConfig(**model_options(config.model_spec(), QAConfig), base_model=base_model, data=str(config.qa_data),
+                  max_new_tokens=config.qa_max_new_tokens, output_dir=str(out), resume=config.resume,
+                  overwrite=not config.resume)
     return run_qa(qa, log=lambda *_: None)
 
 
@@ -140,17 +141,20 @@ def _qa_line(result: dict[str, Any]) -> str:
     return f"QA over {result['compare']['n_common']} questions: " + ", ".join(parts)
 
 
-def run(config: EvalStageConfig) -> dict[str, Any]:
-    from subjectlm.eval.compare import compare_runs
-    from subjectlm.eval.runner import run_exam
+def run(config: EvalStageConfig, scorers: Mapping[str, Scorer] | None = None) -> dict[str, Any]:
+    """`scorers`: the subject exam's scoring table (default: eval/exam/scoring.py's; compat/cla3 passes its own)."""
+    from subjectlm.eval.exam.compare import compare_runs
+    from subjectlm.eval.exam.runner import run_exam
+    from subjectlm.eval.exam.scoring import SCORERS
     from subjectlm.models import resolve_model
 
     out = Path(config.output_dir)
     same = config.base_model is None or resolve_model(config.base_model) == resolve_model(config.model)
     base_model = None if same else config.base_model
     leakage = _leakage(config, out) if config.train_data else None  # cheap, and worth knowing before the exams
-    tuned = run_exam(exam_config(config, config.model, out / "model"))
-    base = run_exam(exam_config(config, base_model, out / "base")) if base_model else None
+    scorers = SCORERS if scorers is None else scorers
+    tuned = run_exam(exam_config(config, config.model, out / "model"), scorers=scorers)
+    base = run_exam(exam_config(config, base_model, out / "base"), scorers=scorers) if base_model else None
     compared = compare_runs(out / "base", out / "model", out / "compare") if base_model else None
     lines = [_exam_line(tuned, base, compared)]
     result: dict[str, Any] = {"exam": {"model": str(out / "model")}}

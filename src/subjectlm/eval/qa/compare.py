@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from subjectlm.errors import UserError
-from subjectlm.eval.qa_runner import PREDICTIONS, SCORES, read_predictions
+from subjectlm.eval.qa.runner import PREDICTIONS, SCORES, read_predictions
 from subjectlm.io import atomic_file, write_json, write_text
 from subjectlm.scoring.stats import paired_comparison
 

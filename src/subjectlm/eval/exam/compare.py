@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from subjectlm.errors import UserError
-from subjectlm.eval.cloze import LETTER, mode_result, primary_mode
-from subjectlm.eval.exams import CATEGORIES
+from subjectlm.eval.exam.cloze import LETTER, primary_mode
+from subjectlm.eval.exam.directory import CATEGORIES
 from subjectlm.io import atomic_file, write_json, write_text
 from subjectlm.scoring.stats import exact_binomial_p, paired_bootstrap_ci
 
@@ -56,7 +56,7 @@ def run_modes(summary: dict[str, Any]) -> list[str]:
 def load_run(run_dir: str | Path, mode: str | None = None) -> tuple[dict[str, Any], dict[tuple[str, str], bool]]:
     """A run's summary and its first repeat's graded answers {(subject, id): correct} under `mode`
     (default: the run's primary mode)."""
-    from subjectlm.eval.runner import PREDICTIONS, read_predictions
+    from subjectlm.eval.exam.runner import PREDICTIONS, read_predictions
 
     run_dir = Path(run_dir)
     summary_path = run_dir / "summary.json"
@@ -66,9 +66,9 @@ def load_run(run_dir: str | Path, mode: str | None = None) -> tuple[dict[str, An
     mode = mode or primary_mode(run_modes(summary))
     graded = {}
     for r in read_predictions(run_dir / PREDICTIONS):
-        result = mode_result(r, mode) if r["repeat"] == 0 else None
+        result = r.mode(mode) if r.repeat == 0 else None
         if result is not None and result["correct"] is not None:
-            graded[(r["subject"], str(r["id"]))] = bool(result["correct"])
+            graded[r.key] = bool(result["correct"])
     return summary, graded
 
 

@@ -1,4 +1,4 @@
-"""`--prompt_style cla3`: answer C-Eval questions the way Chinese-LLaMA-Alpaca-3's scripts/ceval did.
+"""`--prompt_style cla3`: the letter scorer that answers C-Eval questions the way Chinese-LLaMA-Alpaca-3's scripts/ceval did.
 
 That script ran `generate(max_new_tokens=1, output_scores=True)` with repetition_penalty 1.1 and
 temperature 0.2 and read the *processed* scores of the one generated position: each token that
@@ -13,6 +13,10 @@ the transformers backend (raw logits over the whole vocabulary are needed for th
 On Llama 3's vocabulary "：A" is "：" + "A" and every option line "\nA. " puts the letter tokens in the
 prompt, so there the penalty shifts the four letters alike and the prediction is the raw-logit argmax;
 it still changes the saved model output, and other vocabularies may differ (tests/test_legacy_prompts.py).
+
+`cla3_scorer(flags)` is the letter entry of the scoring table (subjectlm.eval.exam.scoring) that
+`eval exam --prompt_style cla3` runs with. It reads the hf backend's model directly: no backend
+method gives raw logits over the whole vocabulary, which the penalty needs.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
-from subjectlm.eval import prompts_cla3 as C
-from subjectlm.eval.prompts import LETTERS
+from subjectlm.compat.cla3 import prompts as C
+from subjectlm.eval.exam.prompts import LETTERS
+from subjectlm.eval.exam.scoring import Chunk, Scorer
 
 REPETITION_PENALTY = 1.1  # the old GenerationConfig
 TEMPERATURE = 0.2
@@ -68,7 +73,7 @@ def _raw_next_logits(backend: Any, ids: list[int]) -> Any:
     return out.logits[0, -1].float().cpu()
 
 
-def answer_chunk(backend: Any, exam: Any, docs: list[Any], config: Any, repeat: int,
+def answer_chunk(backend: Any, chunk: Chunk, few_shot: bool = True, verbose: bool = False,
                  log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Predictions for some questions of one subject, in the old script's format and scoring."""
     from subjectlm.backends import BackendUnavailable
@@ -80,27 +85,27 @@ def answer_chunk(backend: Any, exam: Any, docs: list[Any], config: Any, repeat: 
     encode = lambda text, add_special_tokens=True: list(  # noqa: E731
         tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
     bare, after_colon = letter_token_ids(encode)
-    name = C.subject_name(exam.info.handle, exam.info.name)
-    shots = exam.dev if config.shots < 0 else exam.dev[: config.shots]
+    name = C.subject_name(chunk.exam.info.handle, chunk.exam.info.name)
     records = []
-    for doc in docs:
-        text = C.prompt(name, shots, doc, few_shot=config.few_shot, with_prompt=config.with_prompt)
+    for doc in chunk.docs:
+        text = C.prompt(name, chunk.shots, doc, few_shot=few_shot, with_prompt=chunk.config.with_prompt)
         ids = encode(text, add_special_tokens=C.TOKENIZE_WITH_SPECIAL_TOKENS)
         per_letter, top = letter_scores(_raw_next_logits(backend, ids), ids, bare, after_colon)
         pred = LETTERS[max(range(len(LETTERS)), key=lambda i: per_letter[i])]
         response = tokenizer.decode([top])
         top_score = max(per_letter)
         exps = [math.exp(v - top_score) for v in per_letter]
-        record = {
-            "repeat": repeat, "subject": exam.info.handle, "id": doc.id,
-            "scores": {k: round(v, 6) for k, v in zip(LETTERS, per_letter)},
-            "probs": {k: round(e / sum(exps), 6) for k, e in zip(LETTERS, exps)},
-            "prediction": pred, "answer": doc.answer,
-            "correct": None if doc.answer is None else pred == doc.answer,
-            "response": response,
-        }
-        records.append(record)
-        if config.verbose:
+        records.append(chunk.record(
+            doc, scores={k: round(v, 6) for k, v in zip(LETTERS, per_letter)},
+            probs={k: round(e / sum(exps), 6) for k, e in zip(LETTERS, exps)},
+            prediction=pred, answer=doc.answer, correct=None if doc.answer is None else pred == doc.answer,
+            response=response))
+        if verbose:
             log(f"======={doc.id}=======\ninstruction: {text}\nresponse: {response}\n"
                 f"extracted answer: {pred}\nground truth: {doc.answer}")
     return records
+
+
+def cla3_scorer(few_shot: bool, verbose: bool, log: Callable[[str], None] = print) -> Scorer:
+    """The scoring table's letter entry for --prompt_style cla3 (--verbose prints each question to `log`)."""
+    return Scorer(lambda backend, chunk: answer_chunk(backend, chunk, few_shot, verbose, log), prompt_style="cla3")

@@ -23,9 +23,9 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from subjectlm.eval import prompts as P
+from subjectlm.eval.exam import prompts as P
+from subjectlm.eval.exam.prediction import LETTER
 
-LETTER = "letter"
 CLOZE_MODES = ("cloze_acc", "cloze_acc_norm", "cloze_acc_bytes", "cloze_acc_pmi")
 SCORING: dict[str, tuple[str, ...]] = {"letter": (LETTER,), "cloze": CLOZE_MODES, "both": (LETTER, *CLOZE_MODES)}
 # The mode whose prediction fills a record's top-level `prediction`/`correct` (and the submission):
@@ -100,11 +100,3 @@ def score_cloze(backend, style: P.PromptStyle, subject: str, shots: Sequence[P.E
                     "modes": modes})
     return out
 
-
-def mode_result(record: dict[str, Any], mode: str) -> dict[str, Any] | None:
-    """A record's {"prediction", "correct"} under one mode; None if that mode was not scored.
-    Records written before scoring modes existed carry the letter mode at the top level only."""
-    modes = record.get("modes")
-    if modes is not None:
-        return modes.get(mode)
-    return {"prediction": record.get("prediction"), "correct": record.get("correct")} if mode == LETTER else None

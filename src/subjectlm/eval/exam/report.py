@@ -18,8 +18,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from subjectlm.eval.cloze import LETTER, mode_result, primary_mode
-from subjectlm.eval.exams import CATEGORIES, SubjectInfo
+from subjectlm.eval.exam.cloze import LETTER, primary_mode
+from subjectlm.eval.exam.directory import CATEGORIES, SubjectInfo
+from subjectlm.eval.exam.prediction import Prediction
 from subjectlm.io import atomic_file, write_json, write_text
 
 
@@ -40,7 +41,7 @@ def _group(per_subject: dict[str, float], counts: dict[str, tuple[int, int]], me
             "micro": correct / count if count else None}
 
 
-def summarize(records: list[dict[str, Any]], infos: list[SubjectInfo], meta: dict[str, Any]) -> dict[str, Any]:
+def summarize(records: list[Prediction], infos: list[SubjectInfo], meta: dict[str, Any]) -> dict[str, Any]:
     """The primary mode's numbers at the top level, every scoring mode's under `modes`."""
     modes = meta.get("scoring_modes") or [LETTER]
     per_mode = {m: summarize_mode(records, infos, meta, m) for m in modes}
@@ -48,22 +49,22 @@ def summarize(records: list[dict[str, Any]], infos: list[SubjectInfo], meta: dic
             "modes": {m: {k: v for k, v in numbers.items() if k != "runs"} for m, numbers in per_mode.items()}}
 
 
-def summarize_mode(records: list[dict[str, Any]], infos: list[SubjectInfo], meta: dict[str, Any],
+def summarize_mode(records: list[Prediction], infos: list[SubjectInfo], meta: dict[str, Any],
                    mode: str = LETTER) -> dict[str, Any]:
     """Per subject, per category, C-Eval Hard and overall accuracies (mean ± std over repeats) under one mode."""
     handles = {i.handle for i in infos}
-    repeats = sorted({r["repeat"] for r in records if r["repeat"] < meta.get("n_times", 1)})
+    repeats = sorted({r.repeat for r in records if r.repeat < meta.get("n_times", 1)})
     runs = []  # one dict of numbers per repeat
     for k in repeats:
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         answered: dict[str, int] = defaultdict(int)
         for r in records:
-            if r["repeat"] == k and r["subject"] in handles:
-                answered[r["subject"]] += 1
-                result = mode_result(r, mode)
+            if r.repeat == k and r.subject in handles:
+                answered[r.subject] += 1
+                result = r.mode(mode)
                 if result is not None and result["correct"] is not None:
-                    counts[r["subject"]][0] += int(result["correct"])
-                    counts[r["subject"]][1] += 1
+                    counts[r.subject][0] += int(result["correct"])
+                    counts[r.subject][1] += 1
         per_subject = {s: c / n for s, (c, n) in counts.items() if n}
         tallies = {s: tuple(v) for s, v in counts.items()}
         run = {"subjects": per_subject, "counts": tallies, "answered": dict(answered),
@@ -221,18 +222,18 @@ def plot_categories(summary: dict[str, Any], path: Path) -> bool:
     return True
 
 
-def submission(records: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+def submission(records: list[Prediction]) -> dict[str, dict[str, str]]:
     """The official C-Eval submission format {subject: {"id": "A"}}, from the first run."""
     out: dict[str, dict[str, str]] = defaultdict(dict)
     for r in records:
-        if r["repeat"] == 0 and r["prediction"] is not None:
-            out[r["subject"]][str(r["id"])] = r["prediction"]
+        if r.repeat == 0 and r.prediction is not None:
+            out[r.subject][str(r.id)] = r.prediction
     return dict(out)
 
 
-def write_report(out: Path, summary: dict[str, Any], records: list[dict[str, Any]]) -> None:
+def write_report(out: Path, summary: dict[str, Any], records: list[Prediction]) -> None:
     write_json(out / "summary.json", summary)
     write_text(out / "report.md", render_markdown(summary))
     plot_categories(summary, out / "categories.png")
-    if summary.get("split") == "test" or any(r.get("answer") is None for r in records):
+    if summary.get("split") == "test" or any(r.answer is None for r in records):
         write_json(out / "submission.json", submission(records))

@@ -26,11 +26,19 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from subjectlm.backends import BACKENDS
+from subjectlm.backends.spec import (
+    OpensModel,
+    backend_option,
+    batch_size_option,
+    device_option,
+    dtype_option,
+    model_option,
+    n_ctx_option,
+    trust_remote_code_option,
+)
 from subjectlm.config import ConfigError, check_options, option, to_dict
-from subjectlm.eval import qa as Q
+from subjectlm.eval.qa import items as Q
 from subjectlm.io import append_jsonl, prepare_output, read_jsonl, write_json, write_text
-from subjectlm.models import DTYPE_CHOICES
 from subjectlm.scoring.text import answer_scores
 
 PREDICTIONS = "predictions.jsonl"
@@ -41,11 +49,10 @@ RESUME_KEYS = ("model", "data", "format", "split", "subjects", "limit", "chat", 
 
 
 @dataclasses.dataclass(kw_only=True)
-class QAConfig:
-    model: str = option("default", help="model directory, `default`, or a .gguf file (through llama.cpp)",
-                        aliases=("--model_name_or_path",))
-    backend: str = option("auto", help="auto: llamacpp for a .gguf, else hf", choices=BACKENDS)
-    n_ctx: int = option(4096, help="llama.cpp context length (tokens)", min=1)
+class QAConfig(OpensModel):
+    model: str = model_option()
+    backend: str = backend_option()
+    n_ctx: int = n_ctx_option()
     data: str = option(help="QA JSON lines ({id, question, reference, key_facts?}) or an exam directory "
                             "(its questions alone, the correct option's text as reference)")
     base_model: str | None = option(None, help="also answer with this model and compare the two "
@@ -58,15 +65,15 @@ class QAConfig:
     chat: str = option("auto", help="auto (the chat template when the tokenizer has one), on, or off "
                                     "(plain `Question: ...\\nAnswer:`)", choices=CHAT_MODES)
     max_new_tokens: int = option(64, help="longest answer, in tokens (a reference is one sentence)", min=1)
-    batch_size: int = option(8, help="questions per forward pass / generate call", min=1)
+    batch_size: int = batch_size_option("questions per forward pass / generate call")
     n_bootstrap: int = option(2000, help="bootstrap rounds of the comparison's confidence intervals", min=1)
     seed: int = option(0, help="bootstrap seed")
-    dtype: str = option("auto", help="weights dtype", choices=DTYPE_CHOICES)
-    device: str | None = option(None, help="cpu, cuda, ... (default: cuda if available)")
+    dtype: str = dtype_option()
+    device: str | None = device_option()
     output_dir: str = option("runs/qa", help="where predictions, summary and report go")
     resume: bool = option(False, help="continue an interrupted run in output_dir, skipping answered questions")
     overwrite: bool = option(False, help="replace an existing output_dir")
-    trust_remote_code: bool = option(False, help="allow model code from the model directory")
+    trust_remote_code: bool = trust_remote_code_option()
 
     def __post_init__(self):
         check_options(self)
@@ -114,8 +121,7 @@ class QAModel:
     def load(cls, path: str, config: QAConfig) -> "QAModel":
         from subjectlm.backends import open_backend
 
-        backend = open_backend(path, config.backend, n_ctx=config.n_ctx, dtype=config.dtype, device=config.device,
-                               batch_size=config.batch_size, trust_remote_code=config.trust_remote_code)
+        backend = open_backend(config.model_spec(model=path))
         return cls(backend, config.chat)
 
     def prompt(self, question: str):
@@ -271,7 +277,7 @@ def run_one(config: QAConfig, model: str, out: Path, items: Sequence[Q.QAItem],
 def run_qa(config: QAConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Answer with the model (and the base model, then compare); return the summary, or with a base
     model {"model": summary, "base": summary, "compare": comparison}."""
-    from subjectlm.eval.qa_compare import compare_qa_runs
+    from subjectlm.eval.qa.compare import compare_qa_runs
 
     items = load_items(config, log)
     out = Path(config.output_dir)

@@ -13,7 +13,7 @@ becomes a QA item with the question alone (no options) and the correct option's 
 Each answer is scored by subjectlm/scoring/text.py: exact match and contains-match of the
 normalised reference (as SQuAD/CMRC normalise: lowercase, punctuation incl. Chinese removed,
 English articles removed; CJK per character, other text per word), token-F1, and key-fact recall
-when key facts are given. The runner (qa_runner.py) adds the teacher-forced mean log-likelihood
+when key facts are given. The runner (runner.py) adds the teacher-forced mean log-likelihood
 of the reference (its tokens after the prompt's).
 """
 
@@ -117,8 +117,8 @@ def items_from_exam(data_dir: str | Path, fmt: str = "auto", split: str = "val",
                     subjects: Sequence[str] | None = None) -> tuple[list[QAItem], int]:
     """QA items from an exam split (question alone, correct option as reference) and how many
     questions were skipped because the split has no answer for them (a test split)."""
-    from subjectlm.eval.exams import read_exam
-    from subjectlm.eval.prompts import LETTERS
+    from subjectlm.eval.exam.directory import read_exam
+    from subjectlm.eval.exam.prompts import LETTERS
 
     _fmt, exams = read_exam(data_dir, fmt, split, list(subjects) if subjects else None)
     items, skipped = [], 0

@@ -13,7 +13,8 @@ import dataclasses
 from typing import Any, Optional
 
 from subjectlm.arena.config import GenerateConfig, JudgeConfig, ResultsConfig, check_top_p
-from subjectlm.config import MODEL, ConfigError, check_options, option, same_option
+from subjectlm.backends.spec import model_options
+from subjectlm.config import MODEL, ConfigError, check_options, config_from, option, same_option
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -52,16 +53,12 @@ class ArenaStageConfig(GenerateConfig):
             raise ConfigError("base_model: nothing to compare `model` with; give base_model or models")
 
 
-def _generate_config(config: ArenaStageConfig, folder: str, specs: list[str]) -> GenerateConfig:
-    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(GenerateConfig)}
-    return GenerateConfig(**{**values, "output_dir": folder, "models": specs})
-
-
 def _judge_config(config: ArenaStageConfig, folder: str) -> JudgeConfig:
-    """The judge keys the stage has; the local judge loads like the answering models (dtype, device)."""
+    """The judge keys the stage has (`models` and `max_new_tokens` are the answering models' there); the local
+    judge opens like the answering models (model_options: dtype, device, trust_remote_code)."""
     return JudgeConfig(output_dir=folder, judge=config.judge, judge_mode=config.judge_mode, margin=config.margin,
                        judge_model_name=config.judge_model_name, api_key_env=config.api_key_env, seed=config.seed,
-                       dtype=config.dtype, device=config.device, trust_remote_code=config.trust_remote_code)
+                       **model_options(config, JudgeConfig))
 
 
 def head_to_head(battles: list[dict[str, Any]], model: str, other: str, n_bootstrap: int = 1000,
@@ -88,7 +85,7 @@ def run(config: ArenaStageConfig) -> dict[str, Any]:
 
     specs = config.models or [f"base={config.base_model}", f"tuned={config.model}"]
     with atomic_dir(config.output_dir, overwrite=True) as tmp:
-        run_generate(_generate_config(config, str(tmp), specs))
+        run_generate(config_from(GenerateConfig, config, output_dir=str(tmp), models=specs))
         judging = _judge_config(config, str(tmp))
         judged = run_reference_judge(judging) if config.judge == "reference" else run_model_judge(judging)
         result = run_results(ResultsConfig(output_dir=str(tmp), n_bootstrap=config.n_bootstrap, seed=config.seed))

@@ -4,6 +4,7 @@ Layouts, as each benchmark's repository ships them:
 
     ceval  DIR/{dev,val,test}/{subject}_{split}.csv  header id,question,A,B,C,D[,answer[,explanation]]
            DIR/subject_mapping.json: {subject: [English name, Chinese name, category]}
+           (or beside DIR: the old scripts' data/{dev,val,test} + ./subject_mapping.json)
     cmmlu  DIR/{dev,test}/{subject}.csv              header ,Question,A,B,C,D,Answer
     mmlu   DIR/{dev,val,test}/{subject}_{split}.csv  no header: question,A,B,C,D,answer
 
@@ -15,7 +16,7 @@ run is reproducible.
 lines): empty or unknown answer letters, missing option columns, short rows, repeated ids
 (errors); subjects the mapping does not name, a UTF-8 BOM, empty options (warnings).
 `subjectlm data check --kind exam DIR` prints it; `eval exam` runs it first and refuses errors.
-`scan_docs` (here) reads one file and finds its problems; `check_exam` (exam_check.py) a directory.
+`scan_docs` (here) reads one file and finds its problems; `check_exam` (check.py) a directory.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Iterator
 from subjectlm.data.errors import Problem
 from subjectlm.data.readers import guess_encoding
 from subjectlm.errors import UserError
-from subjectlm.eval.prompts import LETTERS, ExamDoc
+from subjectlm.eval.exam.prompts import LETTERS, ExamDoc
 
 CATEGORIES = ("STEM", "Social Science", "Humanities", "Other")
 
@@ -269,6 +270,15 @@ def subject_info(data_dir: Path, fmt: str, subject: str, mapping: dict | None) -
     return SubjectInfo(subject, subject.replace("_", " "), MMLU_CATEGORIES.get(subject, "Other"))
 
 
+def read_mapping(data_dir: Path) -> dict | None:
+    """C-Eval's subject_mapping.json: in the exam directory, or beside it where Chinese-LLaMA-Alpaca-3's
+    scripts kept it (`unzip ceval-exam.zip -d data` next to ./subject_mapping.json)."""
+    for folder in (data_dir, data_dir.parent):
+        if (folder / "subject_mapping.json").is_file():
+            return json.loads((folder / "subject_mapping.json").read_text(encoding="utf-8"))
+    return None
+
+
 def read_exam(data_dir: str | Path, fmt: str = "auto", split: str = "val",
               subjects: list[str] | None = None) -> tuple[str, list[SubjectExam]]:
     """The chosen subjects (all of the split when None) with their dev shots and questions."""
@@ -279,9 +289,7 @@ def read_exam(data_dir: str | Path, fmt: str = "auto", split: str = "val",
         fmt = detect_format(data_dir)
     if fmt == "cmmlu" and split == "val":
         split = "test"  # CMMLU ships dev and test only; its test split carries answers
-    mapping = None
-    if (data_dir / "subject_mapping.json").is_file():
-        mapping = json.loads((data_dir / "subject_mapping.json").read_text(encoding="utf-8"))
+    mapping = read_mapping(data_dir)
     available = list_subjects(data_dir, fmt, split)
     chosen = subjects or available
     unknown = [s for s in chosen if s not in available]

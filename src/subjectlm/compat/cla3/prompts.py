@@ -1,7 +1,7 @@
 """C-Eval prompts as Chinese-LLaMA-Alpaca-3's `scripts/ceval` wrote them (`--prompt_style cla3`).
 
 Pure functions, a document in, a string out, so numbers published with those scripts can be
-reproduced. Our default style (prompts.py) renders `--with_prompt` with the model's own chat
+reproduced. Our default style (eval/exam/prompts.py) renders `--with_prompt` with the model's own chat
 template; this one hard-codes the Llama 3 chat format and system prompt the old script used:
 
     plain, any shots   header + shot* + question                      (shots only with few_shot)
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from subjectlm.eval.prompts import LETTERS, ExamDoc
+from subjectlm.eval.exam.prompts import LETTERS, ExamDoc
 
 SYSTEM_PROMPT = "You are a helpful assistant. 你是一个乐于助人的助手。"
 BEGIN = "<|begin_of_text|>"
