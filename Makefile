@@ -14,7 +14,7 @@ LATEST := .venv-latest
 # torch first and pinned: a looser requirement would pull a multi-GB CUDA build.
 TORCH := torch==2.13.0
 # Extras that install on a CPU-only machine (vllm is for GPU users: pip install 'subjectlm[vllm]').
-EXTRAS := gguf,serve,dev
+EXTRAS := gguf,serve,dev,pdf
 
 .PHONY: install demo test test-latest constraints bench clean help
 

@@ -7,4 +7,5 @@
                  letter entry under --prompt_style cla3
     outputs.py   its take{K}/ files (summary.json, submission.json, {subject}_test.csv), from our predictions
     run.py       `eval exam` with these flags: notes, scorer, run_exam, then its files
+    recipe_stage.py  the recipe's eval stage with these keys: EvalStageConfig + OldScriptFlags, run, take{K}/
 """
