@@ -206,3 +206,23 @@ def test_sft_resizes_the_vocabulary_when_the_tokenizer_grew(tmp_path, tiny_llama
     head = [v for k, v in adapter.items() if "lm_head" in k]
     assert embed and head and embed[0].shape[0] == head[0].shape[0] == old_size + 2
     assert len(AutoTokenizer.from_pretrained(out)) == old_size + 2  # the grown tokenizer is saved beside it
+
+
+def test_lora_training_shows_the_user_no_future_warning(tmp_path, tiny_llama_dir):
+    """peft reads `is_gradient_checkpointing` when it wraps the model (a new LoRA and a continued one), and
+    transformers 5 warns on every read: not the user's concern, so not in their terminal."""
+    import warnings
+
+    from subjectlm.models import load_model
+    from subjectlm.train.config import SFTConfig
+    from subjectlm.train.model import _with_lora
+
+    adapter = tmp_path / "adapter"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        config = SFTConfig(model=str(tiny_llama_dir), data=["unused"], output_dir=str(tmp_path / "o"))
+        _with_lora(config, load_model(tiny_llama_dir, dtype="fp32")).save_pretrained(adapter)
+        config = SFTConfig(model=str(tiny_llama_dir), data=["unused"], output_dir=str(tmp_path / "o"),
+                           peft_path=str(adapter))
+        _with_lora(config, load_model(tiny_llama_dir, dtype="fp32"))
+    assert not [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]

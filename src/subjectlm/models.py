@@ -8,9 +8,11 @@ transformers and saves safetensors + tokenizer + chat template under
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import warnings
 from pathlib import Path
 
 from subjectlm.config import ConfigError
@@ -156,3 +158,15 @@ def load_model(name_or_path: str | Path, dtype: str = "auto", device: str | None
         model.to(device)
     model.eval()
     return model
+
+
+# transformers 5 renamed `is_gradient_checkpointing` and warns (FutureWarning) on every read; peft reads it each
+# time it wraps a model. Nothing the user can act on, so only that warning is hidden, around peft's calls.
+GRADIENT_CHECKPOINTING_RENAMED = "`is_gradient_checkpointing` is deprecated"
+
+
+@contextlib.contextmanager
+def peft_without_renamed_attribute_warning():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", GRADIENT_CHECKPOINTING_RENAMED, FutureWarning)
+        yield

@@ -72,13 +72,14 @@ def hf_logits(model_dir: Path, token_ids: list[int], adapter: str | Path | None 
     """[n, vocab] float32 logits of the HF model (fp32, with a LoRA adapter merged in) for every position."""
     import torch
 
-    from subjectlm.models import load_model
+    from subjectlm.models import load_model, peft_without_renamed_attribute_warning
 
     model = load_model(model_dir, dtype="fp32")
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        with peft_without_renamed_attribute_warning():
+            model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     with torch.no_grad():
         out = model(torch.tensor([token_ids])).logits[0]
     return out.float().numpy()

@@ -21,8 +21,6 @@ PROMPTS = (
     "光合作用的主要产物是",
     "def fibonacci(n):",
 )
-# transformers 5's FutureWarning when peft reads the old name of is_activation_checkpointing.
-GRADIENT_CHECKPOINTING_RENAMED = "`is_gradient_checkpointing` is deprecated"
 # Default tolerance by the merged weights' dtype: rounding the weights moves logits this much.
 TOLERANCE = {"float32": 1e-3, "float16": 5e-2, "bfloat16": 0.25}
 
@@ -35,21 +33,18 @@ def _resized_vocab(adapter: Adapter) -> int | None:
 
 
 def _reference(base: Path, adapters: list[Adapter]):
-    import warnings
-
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
+
+    from subjectlm.models import peft_without_renamed_attribute_warning
 
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
     for i, adapter in enumerate(adapters):
         rows = _resized_vocab(adapter)
         if rows and rows != model.get_input_embeddings().weight.shape[0]:
             model.resize_token_embeddings(rows)
-        with warnings.catch_warnings():
-            # peft asks the model `is_gradient_checkpointing`, which transformers 5 renamed and warns about on
-            # every read; only that warning is hidden, nothing the user can act on
-            warnings.filterwarnings("ignore", GRADIENT_CHECKPOINTING_RENAMED, FutureWarning)
+        with peft_without_renamed_attribute_warning():
             model = PeftModel.from_pretrained(model, str(adapter.path))
         if i < len(adapters) - 1:
             model = model.merge_and_unload()

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from subjectlm.config import ConfigError
-from subjectlm.models import torch_dtype
+from subjectlm.models import peft_without_renamed_attribute_warning, torch_dtype
 from subjectlm.train.config import TrainConfig
 from subjectlm.train.packing import register_varlen
 from subjectlm.train.speed import fuse_lora
@@ -81,13 +81,15 @@ def _with_lora(config: TrainConfig, model: Any) -> Any:
     if config.peft_path:
         if not (Path(config.peft_path) / "adapter_config.json").is_file():
             raise ConfigError(f"peft_path: {config.peft_path} has no adapter_config.json")
-        return PeftModel.from_pretrained(model, config.peft_path, is_trainable=True)
+        with peft_without_renamed_attribute_warning():
+            return PeftModel.from_pretrained(model, config.peft_path, is_trainable=True)
     targets = config.lora_trainable
     lora = LoraConfig(
         r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
         target_modules="all-linear" if targets == ["all-linear"] else targets,
         modules_to_save=config.modules_to_save or None, task_type="CAUSAL_LM")
     try:
-        return get_peft_model(model, lora)
+        with peft_without_renamed_attribute_warning():
+            return get_peft_model(model, lora)
     except ValueError as exc:
         raise ConfigError(f"lora_trainable: {exc}") from None
