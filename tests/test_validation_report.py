@@ -227,3 +227,35 @@ def test_report_page_in_chromium(run_dir, browser):
     assert all(u.startswith(("file:", "data:")) for u in requests)  # self-contained: nothing fetched
     text = page.inner_text("body")
     assert "stratovolcano" in text and "McNemar p" in text and "95% CI of Δ" in text
+
+
+def test_the_report_reads_what_the_real_eval_stage_wrote(tmp_path, tiny_llama_dir, tiny_qwen2_dir):
+    """No hand-written results: the real eval stage (exam, QA, perplexity, overlap) on two tiny models,
+    then the report, whose numbers must be the ones in the files the stage wrote."""
+    from subjectlm.eval.recipe_stage import EvalStageConfig, run
+
+    data = REPO / "examples" / "data"
+    out = tmp_path / "run"
+    config = EvalStageConfig(model=str(tiny_llama_dir), base_model=str(tiny_qwen2_dir), data=str(EXAM), shots=0,
+                             limit=4, ppl_data=[str(data / "heldout.txt")], qa_data=str(data / "qa.jsonl"),
+                             qa_max_new_tokens=4, train_data=[str(data / "sft")], output_dir=str(out / "eval"),
+                             dtype="fp32", device="cpu")
+    result = run(config)
+    state = {"eval": {"hash": "x", "kind": "eval", "config": to_dict(config), "result": result, "seconds": 1.0}}
+    (out / "pipeline_state.json").write_text(json.dumps(state))
+    write_report(out)
+    md = (out / REPORT_MD).read_text()
+
+    stage = out / "eval"
+    model, base = (json.loads((stage / which / "summary.json").read_text()) for which in ("model", "base"))
+    for mode in ("letter", "cloze_acc"):
+        after, before = (100 * s["modes"][mode]["micro"] for s in (model, base))
+        assert f"exam ({mode}): start {before:.1f}% -> tuned {after:.1f}% (" in md, mode
+    assert f"over {model['count']} questions" in md
+    ppl = {which: json.loads((stage / f"ppl_{which}.json").read_text())["overall"]["ppl"] for which in ("model", "base")}
+    assert f"held-out perplexity: start {ppl['base']:.2f} -> tuned {ppl['model']:.2f}" in md
+    qa = json.loads(next((stage / "qa").rglob("compare.json")).read_text())["scores"]
+    assert f"QA f1: start {qa['f1']['mean_before']:.3f} -> tuned {qa['f1']['mean_after']:.3f}" in md
+    leakage = json.loads((stage / "leakage.json").read_text())
+    assert f"{len(leakage['flagged'])} evaluation items overlap the training data" in md
+    assert md.splitlines().count("## Verdict") == 1
