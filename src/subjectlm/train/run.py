@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from subjectlm.models import peft_without_renamed_attribute_warning
 from subjectlm.train.config import TrainConfig
 from subjectlm.train.model import load_model_for_training, load_tokenizer_for
 from subjectlm.train.outputs import final_loss, fmt_loss, is_main_process, prepare_output_dir, save_final
@@ -35,14 +36,16 @@ def run_training(config: TrainConfig, stage: str, load_data: Callable[[Any], Sta
     data = load_data(tokenizer)
     if is_main_process():
         print("; ".join(part for part in (data.summary, data.validation) if part), flush=True)
-    model = load_model_for_training(config, tokenizer, packed=packed)
-    if make_trainer is None:
-        trainer = build_trainer(config, model, tokenizer, data.train, data.evaluation, packed=packed)
-    else:
-        trainer = make_trainer(model, tokenizer, data)
-    add_callbacks(trainer, config, callbacks)
-
-    metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
+    # peft and trl read transformers' renamed `is_gradient_checkpointing` when they wrap the model, build the
+    # DPO trainer and at every step: a FutureWarning the user can do nothing about
+    with peft_without_renamed_attribute_warning():
+        model = load_model_for_training(config, tokenizer, packed=packed)
+        if make_trainer is None:
+            trainer = build_trainer(config, model, tokenizer, data.train, data.evaluation, packed=packed)
+        else:
+            trainer = make_trainer(model, tokenizer, data)
+        add_callbacks(trainer, config, callbacks)
+        metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics)
     if trainer.eval_dataset is not None and config.do_eval is not False:
         metrics.update(trainer.evaluate())
     if trainer.is_world_process_zero():
