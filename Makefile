@@ -85,7 +85,8 @@ constraints: install
 # One script at a time (each measures its baseline side by side). The exam bench runs letter mode on the
 # default 10 subjects, and cloze on 20 questions: lm-eval's cloze side on all 266 would take over an hour here.
 BENCH_RUNS := "sft_throughput.py" "eval_speed.py --scoring letter --rounds 2" \
-	"eval_speed.py --scoring cloze --subjects computer_network,logic --limit 10" "merge_memory.py" "serve_throughput.py"
+	"eval_speed.py --scoring cloze --subjects computer_network,logic --limit 10" "merge_memory.py" "serve_throughput.py" \
+	"overlap_speed.py" "synth_throughput.py"
 bench: install
 	$(PIP) install -q -e ".[bench]"
 	@for run in $(BENCH_RUNS); do echo "== bench/$$run"; $(PY) bench/$$run || exit 1; done

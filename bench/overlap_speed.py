@@ -30,7 +30,7 @@ peak RSS (ru_maxrss) of the child.
     .venv/bin/python bench/overlap_speed.py              # ~1.5M training tokens
     .venv/bin/python bench/overlap_speed.py --scale 6    # ~10M
 
-Last line: overlap_speedup_vs_datasketch=X.XX recall=Y.YY false_positives=N (recall, false positives: ours).
+Last line: overlap_speedup_vs_datasketch=X.XX recall=Y.YYY false_positives=N (recall, false positives: ours).
 """
 
 from __future__ import annotations
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in missed[:3] if name == "ours" else []:
                 print(f"missed ({name}): {truth[key]} {key}")
         speedup = sides["datasketch"]["seconds"] / sides["ours"]["seconds"]
-        print(f"overlap_speedup_vs_datasketch={speedup:.2f} recall={scores['ours']['recall']:.2f} "
+        print(f"overlap_speedup_vs_datasketch={speedup:.2f} recall={scores['ours']['recall']:.3f} "
               f"false_positives={len(scores['ours']['false_positives'])}")
     return 0
 
