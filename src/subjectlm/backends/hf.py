@@ -64,6 +64,19 @@ class HFBackend(Scores):
     def close(self) -> None:
         pass  # torch frees the weights with the object
 
+    def next_token_logits(self, ids: list[int]):
+        """The raw float32 logits over the whole vocabulary for the token after `ids` (one sequence, no cache,
+        on the CPU): for scoring rules that post-process them, as the old CLA3 script's repetition penalty."""
+        import torch
+
+        input_ids = torch.tensor([ids], device=self.device)
+        with torch.inference_mode():
+            try:  # project only the last position onto the vocabulary
+                out = self.model(input_ids=input_ids, use_cache=False, logits_to_keep=1)
+            except TypeError:  # a model class without logits_to_keep
+                out = self.model(input_ids=input_ids, use_cache=False)
+        return out.logits[0, -1].float().cpu()
+
     def open_scorer(self):
         from subjectlm.backends.score_hf import HFScorer
 

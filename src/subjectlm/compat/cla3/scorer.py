@@ -61,18 +61,6 @@ def letter_scores(logits: Any, prompt_ids: Sequence[int], bare: Sequence[int],
     return per_letter, int(scores.argmax())
 
 
-def _raw_next_logits(backend: Any, ids: list[int]) -> Any:
-    import torch
-
-    input_ids = torch.tensor([ids], device=backend.device)
-    with torch.inference_mode():
-        try:  # project only the last position onto the vocabulary
-            out = backend.model(input_ids=input_ids, use_cache=False, logits_to_keep=1)
-        except TypeError:  # a model class without logits_to_keep
-            out = backend.model(input_ids=input_ids, use_cache=False)
-    return out.logits[0, -1].float().cpu()
-
-
 def answer_chunk(backend: Any, chunk: Chunk, few_shot: bool = True, verbose: bool = False,
                  log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Predictions for some questions of one subject, in the old script's format and scoring."""
@@ -90,7 +78,7 @@ def answer_chunk(backend: Any, chunk: Chunk, few_shot: bool = True, verbose: boo
     for doc in chunk.docs:
         text = C.prompt(name, chunk.shots, doc, few_shot=few_shot, with_prompt=chunk.config.with_prompt)
         ids = encode(text, add_special_tokens=C.TOKENIZE_WITH_SPECIAL_TOKENS)
-        per_letter, top = letter_scores(_raw_next_logits(backend, ids), ids, bare, after_colon)
+        per_letter, top = letter_scores(backend.next_token_logits(ids), ids, bare, after_colon)
         pred = LETTERS[max(range(len(LETTERS)), key=lambda i: per_letter[i])]
         response = tokenizer.decode([top])
         top_score = max(per_letter)
