@@ -27,8 +27,6 @@ from subjectlm.backends.score_tokens import (
     ContinuationSums,
     TokenizerText,
     common_prefix_length,
-    encode_requests,
-    with_counts,
 )
 from subjectlm.backends.shared_prefix import PackedRows, plain_cache_layers, prefix_key_values, register_shared_prefix
 
@@ -149,14 +147,10 @@ class HFScorer(ContinuationSums, TokenizerText):
             out = self.model(input_ids=tokens, use_cache=True)
         return getattr(out, "cache", None) or getattr(out, "past_key_values", None)
 
-    def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
-                      add_special_tokens: bool = True, move_whitespace: bool = True) -> list:
-        """For each context, each continuation's summed log-prob and token count (continuations.py)."""
-        from subjectlm.backends.continuations import continuation_logprobs
+    def _continuation_sums(self, context_ids, option_ids) -> list[list[float]]:
+        from subjectlm.backends.continuations import continuation_logprobs  # shared prefixes, packed options
 
-        context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens,
-                                                  move_whitespace)
-        return with_counts(continuation_logprobs(self, context_ids, option_ids), option_ids)
+        return continuation_logprobs(self, context_ids, option_ids)
 
     def score_rolling(self, texts: Sequence[str], max_length: int | None = None, stride: int | None = None,
                       prefix: bool = True) -> list:

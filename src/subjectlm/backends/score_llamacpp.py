@@ -30,8 +30,6 @@ from subjectlm.backends.score_tokens import (
     ContinuationIds,
     ContinuationSums,
     common_prefix_length,
-    encode_requests,
-    with_counts,
 )
 from subjectlm.backends.text import chat_text
 
@@ -121,13 +119,6 @@ class LlamaCppScorer(ContinuationSums):
         llm._ctx.decode(llm._batch)
         llm.n_tokens = start  # the option's cells are not the context's: the next eval drops them
         return self._log_softmax(len(tokens))
-
-    def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
-                      add_special_tokens: bool = True, move_whitespace: bool = True) -> list:
-        """For each context, each continuation's summed log-prob and token count."""
-        context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens,
-                                                  move_whitespace)
-        return with_counts(self._continuation_sums(context_ids, option_ids), option_ids)
 
     def _continuation_sums(self, context_ids, option_ids) -> list[list[float]]:
         prefix_len = self._eval_shared_prefix(context_ids)

@@ -94,7 +94,15 @@ def encode_requests(encode: Encode, contexts: Sequence[str], continuations: Sequ
 
 
 class ContinuationSums:
-    """`score_continuations` (the cloze sums alone) for a scorer that has `loglikelihood`."""
+    """`loglikelihood` and `score_continuations` (the cloze sums alone) for a scorer that has `encode` and
+    `_continuation_sums(context_ids, option_ids)` (each option's summed log-prob given its context)."""
+
+    def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
+                      add_special_tokens: bool = True, move_whitespace: bool = True) -> list:
+        """For each context, each continuation's summed log-prob and token count."""
+        context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens,
+                                                  move_whitespace)
+        return with_counts(self._continuation_sums(context_ids, option_ids), option_ids)
 
     def score_continuations(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
                             add_special_tokens: bool = True) -> list[list[float]]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from subjectlm.backends.score_tokens import ContinuationSums, TokenizerText, encode_requests, with_counts
+from subjectlm.backends.score_tokens import ContinuationSums, TokenizerText
 
 
 class VLLMScorer(ContinuationSums, TokenizerText):
@@ -53,13 +53,6 @@ class VLLMScorer(ContinuationSums, TokenizerText):
                 k += 1
             scores.append(row)
         return scores
-
-    def loglikelihood(self, contexts: Sequence[str], continuations: Sequence[Sequence[str]],
-                      add_special_tokens: bool = True, move_whitespace: bool = True) -> list:
-        """For each context, each continuation's summed log-prob and token count."""
-        context_ids, option_ids = encode_requests(self.encode, contexts, continuations, add_special_tokens,
-                                                  move_whitespace)
-        return with_counts(self._continuation_sums(context_ids, option_ids), option_ids)
 
     def _continuation_sums(self, context_ids, option_ids) -> list[list[float]]:
         requests, spans = [], []
