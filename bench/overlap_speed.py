@@ -242,21 +242,26 @@ def write_csv(path: Path, rows: list[list[str]]) -> None:
 
 # --- scoring ------------------------------------------------------------------------------------------
 
-def genuine(keys: set[str], data: Path, ngram: int = 13, whole_min: int = 8, jaccard: float = 0.8,
-            shingle: int = 3) -> set[str]:
+def genuine(keys: set[str], data: Path, ngram: int = 13, whole_min: int = 8, sentence_min: int = 4,
+            jaccard: float = 0.8, shingle: int = 3) -> set[str]:
     """Those of `keys` (flagged, not planted) that truly overlap the training data, by plain Python
-    brute force independent of the index: a shared run of `ngram` tokens, all of a short item, or a
-    record with Jaccard >= `jaccard`. Such an item is an overlap the data happens to have (exam
-    boilerplate), not a false positive."""
+    brute force independent of the index: a shared run of `ngram` tokens, all of a short item (of fewer
+    than `whole_min` tokens: as whole sentences), or a record with Jaccard >= `jaccard`. Such an item is
+    an overlap the data happens to have (exam boilerplate), not a false positive."""
     from subjectlm.data.overlap_sources import eval_items, training_records
-    from subjectlm.data.overlap_text import tokens
+    from subjectlm.data.overlap_text import SENTENCE_END, SENTENCE_START, sentence_tokens
 
     items = [i for i in eval_items(eval_paths(data), 100, ngram) if i.where in keys and i.tokens]
-    records = [tokens(text) for _, text in training_records([data / "train"])]
+    marked = [sentence_tokens(text) for _, text in training_records([data / "train"])]
+    records = [words for words, _ in marked]
     stream = [t for r in records for t in r]
+    marks = [m for _, ms in marked for m in ms]
     wanted: dict[tuple, set[str]] = {}
+    sentences_only: set[str] = set()
     for item in items:
-        n = len(item.tokens) if whole_min <= len(item.tokens) < ngram else ngram
+        n = len(item.tokens) if sentence_min <= len(item.tokens) < ngram else ngram
+        if n < whole_min:
+            sentences_only.add(item.where)
         for i in range(len(item.tokens) - n + 1):
             wanted.setdefault(tuple(item.tokens[i:i + n]), set()).add(item.where)
     found: set[str] = set()
@@ -265,7 +270,9 @@ def genuine(keys: set[str], data: Path, ngram: int = 13, whole_min: int = 8, jac
     for i, token in enumerate(stream):
         if token in firsts:
             for n in lengths:
-                found |= wanted.get(tuple(stream[i:i + n]), set())
+                for where in wanted.get(tuple(stream[i:i + n]), ()):
+                    if where not in sentences_only or (marks[i] & SENTENCE_START and marks[i + n - 1] & SENTENCE_END):
+                        found.add(where)
 
     def shingles(words: list[str]) -> set[tuple]:
         k = min(shingle, len(words))
@@ -370,7 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training data: {ours['train_records']} records, {ours['train_tokens']} tokens; evaluation items: "
               f"{ours['items']}; planted leaks: {len(truth)}")
         unplanted = {key for side in sides.values() for key in side["flagged"]} - set(truth)
-        incidental = genuine(unplanted, data) if unplanted else set()
+        from subjectlm.data.overlap import OverlapConfig
+        defaults = OverlapConfig()  # what run_ours flags with
+        incidental = genuine(unplanted, data, defaults.ngram, defaults.whole_min, defaults.sentence_min) \
+            if unplanted else set()
         scores = {name: score(side["flagged"], truth, incidental) for name, side in sides.items()}
         print(f"{'side':<11} {'seconds':>8} {'peak RSS MB':>12} {'recall':>7} {'false pos.':>10} {'incidental':>10}")
         for name, side in sides.items():

@@ -28,6 +28,7 @@ from subjectlm.data.overlap import (
     tokens,
 )
 from subjectlm.data.overlap_sources import window_starts
+from subjectlm.data.overlap_text import SENTENCE_END, SENTENCE_START, sentence_tokens
 
 ZH_TRAIN = "卡斯特雷尔岛的主峰哈罗山是一座层状火山，海拔一千四百一十四米，最近一次喷发发生在一八二零年。"
 ZH_QUESTION = "卡斯特雷尔岛的主峰哈罗山是一座层状火山,海拔一千四百一十四米,最近一次喷发发生在哪一年?"
@@ -186,7 +187,38 @@ def test_a_short_question_found_whole_is_flagged(tmp_path):
         (1, ["whole"], 8, "in which sea does kestrel island lie exactly")]
     assert report.counts()["by_reason"] == {"ngram": 0, "whole": 1, "jaccard": 0}
     assert [f.item.line for f in find_overlap([train], [qa], OverlapConfig(whole_min=7)).flagged] == [1, 2]
-    assert find_overlap([train], [qa], OverlapConfig(whole_min=13)).ok
+    assert [f.item.line for f in find_overlap([train], [qa], OverlapConfig(whole_min=13)).flagged] == [1]  # a sentence
+    assert find_overlap([train], [qa], OverlapConfig(whole_min=13, sentence_min=13)).ok
+
+
+def test_a_question_shorter_than_whole_min_is_flagged_only_when_asked_as_a_sentence(tmp_path):
+    train = _jsonl(tmp_path / "sft.jsonl", [
+        {"instruction": "Quiz time!", "output": "The cliffs are old. WHAT WAS  THE\nGANNET FLOW? A lava flow of 1820."},
+        {"instruction": "卡斯特雷尔岛有什么？", "output": "有火山。哈罗山有多高？一千四百米。"},
+        {"text": "Nobody knew what was the gannet flow's age, nor what lies beneath the lighthouse road."},
+        {"text": "海拔一千四百米，哈罗山有多高的问题没有答案"},
+    ])
+    qa = _jsonl(tmp_path / "qa.jsonl", [
+        {"question": "What was the Gannet Flow?", "reference": "x"},     # 5 tokens, a sentence of record 1
+        {"question": "哈罗山有多高?", "reference": "x"},                    # 6 characters, a sentence of record 2
+        {"question": "What lies beneath the lighthouse road?", "reference": "x"},  # 6, inside a longer sentence
+        {"question": "What is it?", "reference": "x"},                   # 3: under sentence_min
+    ])
+    report = find_overlap([train], [qa])
+    assert [(f.item.line, f.reasons, f.run.text, f.run_train[1]) for f in report.flagged] == [
+        (1, ["whole"], "what was the gannet flow", 1), (2, ["whole"], "哈罗山有多高", 2)]
+    assert find_overlap([train], [qa], OverlapConfig(sentence_min=8)).ok  # = whole_min: off
+    assert [f.item.line for f in find_overlap([train], [qa], OverlapConfig(whole_min=6)).flagged] == [1, 2, 3]
+
+
+def test_sentence_tokens_mark_where_sentences_start_and_end():
+    words, marks = sentence_tokens("Tell me: what is it? It is 4.5 km high.\n海拔一千米。高")
+    assert words == tokens("Tell me: what is it? It is 4.5 km high.\n海拔一千米。高")
+    start, end = SENTENCE_START, SENTENCE_END
+    assert list(zip(words, marks)) == [
+        ("tell", start), ("me", end), ("what", start), ("is", 0), ("it", end), ("it", start), ("is", 0), ("4", 0),
+        ("5", 0), ("km", 0), ("high", end), ("海", start), ("拔", 0), ("一", 0), ("千", 0), ("米", end),
+        ("高", start | end)]
 
 
 def test_clean_data_flags_nothing(planted, tmp_path):
@@ -209,12 +241,13 @@ def test_cli_table_json_and_strict_exit_status(planted, tmp_path, capsys):
     argv = ["data", "overlap", "--train", str(planted["train"]), "--eval", *map(str, _eval_paths(planted))]
     assert main(argv + ["--output", str(out)]) == 0
     table = capsys.readouterr().out
-    assert "flagged at a shared run >= 13 tokens (run), all of an item of 8-12 tokens (whole) or Jaccard >= 0.8" in table
+    assert ("flagged at a shared run >= 13 tokens (run), all of an item of 8-12 tokens or of 4-7 as whole sentences "
+            "(whole) or Jaccard >= 0.8") in table
     assert f"{planted['qa']}:2  run of 21 tokens at {planted['train'] / 'sft' / 'chat.jsonl'}:1" in table
     assert f"at {planted['train'] / 'corpus' / 'split.jsonl'}:1 to line 2" in table
     data = json.loads(out.read_text(encoding="utf-8"))
     assert set(data) == {"config", "train", "eval", "counts", "flagged", "seconds"}
-    assert data["config"] == {"ngram": 13, "jaccard": 0.8, "whole_min": 8, "shingle": 3, "window": 100, "txt_mode": "auto"}
+    assert data["config"] == {"ngram": 13, "jaccard": 0.8, "whole_min": 8, "sentence_min": 4, "shingle": 3, "window": 100, "txt_mode": "auto"}
     assert data["counts"]["flagged"] == 5 and data["counts"]["by_reason"]["ngram"] == 5
     assert set(data["flagged"][0]) == {"kind", "source", "label", "eval_file", "eval_line", "reasons", "longest_run",
                                        "shared_text", "run_train", "run_train_end", "jaccard", "jaccard_train"}
@@ -273,6 +306,27 @@ def test_runs_and_jaccard_equal_brute_force_on_random_texts():
                     expected[(q, u)] = len(a & b) / len(a | b)
         assert found.keys() == expected.keys()
         assert all(found[key] == pytest.approx(value) for key, value in expected.items())
+
+
+def test_whole_matches_equal_brute_force_on_random_texts_with_sentences():
+    rng = random.Random(11)
+    units = [" ".join(rng.choice("a b c d. e f?".split()) for _ in range(rng.randint(0, 20))) for _ in range(40)]
+    queries = [" ".join(rng.choice("a b c d e f".split()) for _ in range(rng.randint(2, 7))) for _ in range(300)]
+    index = TextIndex(ngram=8)
+    for unit in units:
+        index.add(unit)
+    marked = [sentence_tokens(unit) for unit in units]
+    stream = [w for words, _ in marked for w in words]
+    marks = [m for _, ms in marked for m in ms]
+    found = index.whole_matches([index.encode(q) for q in queries], min_length=6, sentence_min=3)
+    for query, run in zip(queries, found):
+        q = query.split()
+        places = [i for i in range(len(stream) - len(q) + 1) if stream[i:i + len(q)] == q
+                  and (len(q) >= 6 or (marks[i] & SENTENCE_START and marks[i + len(q) - 1] & SENTENCE_END))]
+        assert (run is not None) == (len(q) >= 3 and bool(places))
+        if run:
+            assert run.whole and run.length == len(q)
+    assert sum(run is not None and run.length < 6 for run in found) > 5  # the sentence rule was exercised
 
 
 def test_near_duplicate_groups_and_overlapping_for_plain_strings():

@@ -295,12 +295,13 @@ def _training_texts(out: Path) -> list[str]:
 
 def test_planted_overlapping_exam_questions_are_reworded_once_or_dropped(one_go):
     # Planted: the exam question of the two Ferrow and the two Skerry facts repeats their first sft question
-    # (+ " ?!"). All four are near-duplicates of it; the Skerry ones (9 tokens: under overlap_ngram=10, at
-    # least 8) are also found whole. No question shares a 10-token run. The teacher rewords the Ferrow ones
+    # (+ " ?!"). All four are near-duplicates of it and all four are found whole: the Skerry ones (9 tokens:
+    # under overlap_ngram=10, at least 8) anywhere, the shorter Ferrow ones as the sentence their sft
+    # question is. No question shares a 10-token run. The teacher rewords the Ferrow ones
     # and sends the Skerry ones back unchanged: still overlapping, they are dropped.
     out, report = one_go["out"], one_go["report"]
     assert report["exam_overlap"] == {
-        "checked": 18, "flagged": 4, "flagged: shared n-gram": 0, "flagged: whole question in the training data": 2,
+        "checked": 18, "flagged": 4, "flagged: shared n-gram": 0, "flagged: whole question in the training data": 4,
         "flagged: near-duplicate": 4, "reworded": 2, "dropped": 2}
     assert report["drops"]["exam: overlaps the training data (after rewording once)"] == 2
     # Each flagged question went to the teacher once (a 429/500 retry aside), with nothing else.

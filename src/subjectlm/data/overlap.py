@@ -11,7 +11,10 @@ sft or dpo reads), after `normalize_text` (case, whitespace, full-/half-width fo
   lm-evaluation-harness's decontamination). Training records are read as one stream, so a question
   split over two consecutive records is found; the report names the record where the run starts
   (and the one where it ends, when another). An item too short for such a run (`whole_min`, 8, to
-  ngram - 1 tokens) is flagged when all of it appears in the training data ("whole").
+  ngram - 1 tokens) is flagged when all of it appears in the training data ("whole"); a shorter one
+  (`sentence_min`, 4, to whole_min - 1) when all of it appears there as whole sentences, from a
+  sentence's start to a sentence's end ("whole" too): "What was the Gannet Flow?" asked in a training
+  record is a leak, the same five words inside a longer sentence are not evidence of one.
 - near duplicates: the highest Jaccard similarity of its `shingle`-token shingles with one training
   record's, flagged at >= `jaccard` (0.8). Exact Jaccard (prefix filtering, then exact counts), not
   a MinHash estimate. It compares whole records: a question inside a long record is the run test's
@@ -63,7 +66,11 @@ class OverlapConfig:
     jaccard: float = option(0.8, help="flag an item whose shingles have at least this Jaccard similarity with one "
                                       "training record's (0 < jaccard <= 1)")
     whole_min: int = option(8, help="an item shorter than ngram tokens, but of at least this many, is flagged when all of "
-                                    "it appears in the training data (set it to ngram to turn this off)", min=1)
+                                    "it appears in the training data (set it and sentence_min to ngram to turn this off)",
+                            min=1)
+    sentence_min: int = option(4, help="an item shorter than whole_min, but of at least this many tokens, is flagged when "
+                                       "the training data holds all of it as whole sentences, from a sentence's start to "
+                                       "a sentence's end (set it to whole_min to turn this off)", min=1)
     shingle: int = option(3, help="tokens per shingle for the Jaccard similarity", min=1)
     window: int = option(100, help="held-out text is checked in windows of this many tokens (overlapping by ngram - 1)",
                          min=1)
@@ -150,7 +157,8 @@ class OverlapReport:
         counts = self.counts()
         lines = [f"overlap of {counts['items']} evaluation item(s) with {self.train_records} training record(s) "
                  f"({self.train_tokens} tokens): flagged at a shared run >= {c.ngram} tokens (run), all of an item of "
-                 f"{c.whole_min}-{c.ngram - 1} tokens (whole) or Jaccard >= {c.jaccard:g}"]
+                 f"{c.whole_min}-{c.ngram - 1} tokens or of {c.sentence_min}-{c.whole_min - 1} as whole sentences (whole) or "
+                 f"Jaccard >= {c.jaccard:g}"]
         if self.skipped:
             lines.append(f"warning: {len(self.skipped)} training record(s) no format reads were left out, e.g. {self.skipped[0]}")
         width = max([len("evaluation source")] + [len(s) for s in counts["by_source"]])
@@ -200,7 +208,8 @@ def find_overlap(train_paths: Sequence[str | Path], eval_paths: Sequence[str | P
     if log:
         log(f"indexed {len(places)} training records ({index.token_count} tokens); checking {len(items)} items")
     queries = [index.encode_tokens(item.tokens) for item in items]
-    runs = [run or whole for run, whole in zip(index.longest_runs(queries), index.whole_matches(queries, config.whole_min))]
+    runs = [run or whole for run, whole in zip(index.longest_runs(queries), index.whole_matches(queries, config.whole_min,
+                                                                                              config.sentence_min))]
     similar = index.most_similar(queries, config.jaccard)
     flagged = []
     for item, run, near in zip(items, runs, similar):
@@ -224,15 +233,16 @@ class TextOverlap:
 
 
 def overlapping(new_texts: Sequence[str], texts: Sequence[str], ngram: int = 13, jaccard: float = 0.8,
-                shingle: int = 3, whole_min: int = 8) -> list[TextOverlap | None]:
+                shingle: int = 3, whole_min: int = 8, sentence_min: int = 4) -> list[TextOverlap | None]:
     """For each of `new_texts`, what it shares with `texts` (plain strings), or None when nothing reaches a
-    threshold: a run of `ngram` tokens, all of a text of `whole_min` to ngram - 1 tokens (`run.whole`), or
+    threshold: a run of `ngram` tokens, all of a text of `whole_min` to ngram - 1 tokens (`run.whole`), all of
+    one of `sentence_min` to whole_min - 1 tokens as whole sentences of `texts` (`run.whole`), or
     Jaccard >= `jaccard`. `texts` are laid end to end as training records are, so a run may go on from one
     text into the next (`run.unit` is where it starts, `run.end_unit` where it ends)."""
     index = TextIndex(ngram=ngram, shingle=shingle)
     for text in texts:
         index.add(text)
     queries = [index.encode(t) for t in new_texts]
-    runs = [run or whole for run, whole in zip(index.longest_runs(queries), index.whole_matches(queries, whole_min))]
+    runs = [run or whole for run, whole in zip(index.longest_runs(queries), index.whole_matches(queries, whole_min, sentence_min))]
     similar = index.most_similar(queries, jaccard)
     return [TextOverlap(r, s) if r is not None or s is not None else None for r, s in zip(runs, similar)]

@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from subjectlm.data.overlap_text import join_tokens, tokens
+from subjectlm.data.overlap_text import SENTENCE_END, SENTENCE_START, join_tokens, sentence_tokens, tokens
 
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio): the polynomial's base
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64 finaliser constants: spread the bits of each hash
@@ -116,6 +116,7 @@ class TextIndex:
         self.vocab: dict[str, int] = {}
         self._stream = array("I")       # token ids of every unit, end to end
         self._starts = array("q", [0])  # unit u is stream[_starts[u]:_starts[u + 1]]
+        self._marks = bytearray()       # per stream token: SENTENCE_START | SENTENCE_END (overlap_text.py)
         self._built = False
         self._prefix_cache: dict[float, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -141,9 +142,19 @@ class TextIndex:
 
     def add(self, text: str) -> int:
         """Index one more text; its unit number."""
-        return self.add_ids(self.encode(text))
+        words, marks = sentence_tokens(text)
+        return self.add_ids(self.encode_tokens(words), marks)
 
-    def add_ids(self, ids: np.ndarray) -> int:
+    def add_ids(self, ids: np.ndarray, marks: bytes | None = None) -> int:
+        """Index token ids; `marks` as `sentence_tokens` gives them (default: the text is one sentence)."""
+        if marks is None:
+            marks = bytearray(len(ids))
+            if len(ids):
+                marks[0] |= SENTENCE_START
+                marks[-1] |= SENTENCE_END
+        if len(marks) != len(ids):
+            raise ValueError(f"{len(marks)} sentence marks for {len(ids)} tokens")
+        self._marks.extend(marks)
         self._stream.frombytes(ids.astype(np.uint32, copy=False).tobytes())
         self._starts.append(len(self._stream))
         self._built = False
@@ -157,6 +168,7 @@ class TextIndex:
         stream = np.frombuffer(self._stream, dtype=np.uint32) if len(self._stream) else np.zeros(0, np.uint32)
         self.stream = stream.copy()
         self.starts = np.frombuffer(self._starts, dtype=np.int64).copy()
+        self.marks = np.frombuffer(bytes(self._marks), dtype=np.uint8)
         self.id_to_token = [""] * len(self.vocab)
         for token, i in self.vocab.items():
             self.id_to_token[i] = token
@@ -269,24 +281,32 @@ class TextIndex:
         text = join_tokens([self.id_to_token[t] for t in query[start:start + length].tolist()])
         return Run(length, unit, end_unit, text)
 
-    def whole_matches(self, queries: Sequence[np.ndarray], min_length: int) -> list[Run | None]:
+    def whole_matches(self, queries: Sequence[np.ndarray], min_length: int,
+                      sentence_min: int | None = None) -> list[Run | None]:
         """For each query of `min_length` to ngram - 1 tokens that occurs whole in the indexed texts, that
-        place (the first one); None for the others. Short questions cannot share a run of `ngram` tokens;
-        all of one found in the training data is a leak all the same."""
+        place (the first one); with `sentence_min` (< min_length), also each query of `sentence_min` to
+        min_length - 1 tokens that occurs there as whole sentences (a sentence starts at its first token
+        and one ends at its last: "What was the Gannet Flow?" asked in a training record, not "what was
+        the" inside a longer sentence); None for the others. Short questions cannot share a run of `ngram`
+        tokens; all of one found in the training data is a leak all the same."""
         self._build()
+        shortest = min(min_length, sentence_min if sentence_min is not None else min_length)
         by_length: dict[int, list[int]] = {}
         for i, query in enumerate(queries):
-            if min_length <= len(query) < self.ngram:
+            if shortest <= len(query) < self.ngram:
                 by_length.setdefault(len(query), []).append(i)
         results: list[Run | None] = [None] * len(queries)
         stream, n = self.stream, len(self.stream)
         if not by_length or n < min(by_length):
             return results
+        starts_sentence = (self.marks & SENTENCE_START) != 0
+        ends_sentence = (self.marks & SENTENCE_END) != 0
         raw = stream[:n].astype(np.uint64) + np.uint64(1)  # 1-token windows; one token longer each round
-        for length in range(2, max(by_length) + 1):
+        for length in range(1, max(by_length) + 1):
             if length > n:
                 break
-            raw = _extended(raw[:n - length + 1], stream[length - 1:])
+            if length > 1:
+                raw = _extended(raw[:n - length + 1], stream[length - 1:])
             if length not in by_length:
                 continue
             wanted: dict[int, list[int]] = {}
@@ -295,7 +315,10 @@ class TextIndex:
             keys = np.array(sorted(wanted), dtype=np.uint64)
             hashes = _mixed(raw)
             at = np.minimum(np.searchsorted(keys, hashes), len(keys) - 1)
-            for p in np.flatnonzero(keys[at] == hashes).tolist():
+            hits = keys[at] == hashes
+            if length < min_length:  # short: only where whole sentences are
+                hits &= starts_sentence[:len(hits)] & ends_sentence[length - 1:length - 1 + len(hits)]
+            for p in np.flatnonzero(hits).tolist():
                 for i in wanted.get(int(hashes[p]), []):
                     if results[i] is None and np.array_equal(stream[p:p + length], queries[i]):
                         unit = int(np.searchsorted(self.starts, p, side="right")) - 1

@@ -9,6 +9,10 @@ whitespace collapsed to single spaces.
 (Han, kana, CJK compatibility ideographs), punctuation dropped: "Mount Harrow，海拔1414米。" ->
 ["mount", "harrow", "海", "拔", "1414", "米"]. Dropping punctuation means a run of shared tokens is not
 broken by a comma written another way.
+
+`sentence_tokens` gives the same tokens and marks the ones a sentence starts or ends at (after ? ! ; :
+。, a full stop before a space, a line break, or the text's own ends), so that a short question can be
+told apart from the same few words inside a longer sentence.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ _CJK = "\u3041-\u3096\u3099-\u309f\u30a1-\u30fa\u30fc-\u30ff\u3400-\u4dbf\u4e00-
 _TOKEN = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+")
 _CJK_CHAR = re.compile(f"[{_CJK}]")
 _SPACE = re.compile(r"\s+")
+# Where one sentence ends and the next starts. No word character, so no token is ever cut by it. A full
+# stop counts only before a space, a closing quote or bracket, or the end ("4.5 km" is one sentence).
+_SENTENCE_BREAK = re.compile(r"""[?!;:。\n]|\.(?=\s|$|["')\]])""")
+SENTENCE_START, SENTENCE_END = 1, 2
 
 
 def normalize_text(text: str) -> str:
@@ -45,6 +53,21 @@ def tokens(text: str) -> list[str]:
     """The tokens of `text` after `normalize_text`: words, and CJK characters one by one. (The punctuation
     mapping and whitespace collapsing are skipped here: punctuation and spaces only separate tokens.)"""
     return _TOKEN.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
+def sentence_tokens(text: str) -> tuple[list[str], bytearray]:
+    """`tokens(text)`, and for each one SENTENCE_START and/or SENTENCE_END when a sentence starts or ends
+    there: `sentence_tokens("Tell me: what is it? No.")` marks "what" (start) and "it" (end)."""
+    words: list[str] = []
+    marks = bytearray()
+    for part in _SENTENCE_BREAK.split(unicodedata.normalize("NFKC", text).casefold()):
+        found = _TOKEN.findall(part)
+        if found:
+            marks.extend(bytes(len(found)))
+            marks[len(words)] |= SENTENCE_START
+            marks[-1] |= SENTENCE_END
+            words.extend(found)
+    return words, marks
 
 
 def is_cjk(token: str) -> bool:

@@ -8,8 +8,8 @@ earlier one.
 
 An exam or QA question overlaps the training outputs for any of three reasons, each reported (a
 question may have several): it shares a run of `ngram` consecutive tokens (normalised words; CJK
-characters) with the training texts; it is shorter than that (8 tokens or more) and found whole in them;
-or it is a near-duplicate of one of them (a training question asked in nearly the same words).
+characters) with the training texts; it is shorter than that and found whole in them (8 tokens or more
+anywhere, 4 to 7 as whole sentences); or it is a near-duplicate of one of them (a training question asked in nearly the same words).
 """
 
 from __future__ import annotations
