@@ -6,4 +6,5 @@
     responses.py  the OpenAI-shaped bodies as plain dicts (completions, stream chunks, usage, errors): pure
     admission.py  the server's slots, queue, deadlines and cancellation
     chat.py       `subjectlm chat`: multi-turn chat in the terminal, streamed, or one --prompt
+    model_fields.py  AnsweringModel: the model flags chat and serve share (model, backend, dtype, device, ...)
 """

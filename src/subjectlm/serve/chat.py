@@ -11,32 +11,18 @@ import dataclasses
 import sys
 from typing import Callable, TextIO
 
-from subjectlm.backends.spec import (
-    OpensModel,
-    backend_option,
-    device_option,
-    dtype_option,
-    model_option,
-    n_ctx_option,
-    trust_remote_code_option,
-)
 from subjectlm.config import ConfigError, check_options, option
+from subjectlm.serve.model_fields import AnsweringModel
 
 
 @dataclasses.dataclass
-class ChatConfig(OpensModel):
-    model: str = model_option()
-    backend: str = backend_option()
+class ChatConfig(AnsweringModel):
     system: str | None = option(None, help="system prompt")
     prompt: str | None = option(None, help="answer this one message, print the answer and exit")
     max_tokens: int = option(512, help="longest answer, in tokens", min=1)
     temperature: float = option(0.0, help="sampling temperature; 0 = greedy")
     top_p: float = option(1.0, help="nucleus sampling mass")
     seed: int | None = option(None, help="sampling seed")
-    n_ctx: int = n_ctx_option()
-    dtype: str | None = dtype_option(None)
-    device: str | None = device_option()
-    trust_remote_code: bool = trust_remote_code_option()
 
     def __post_init__(self):
         check_options(self)

@@ -21,32 +21,18 @@ import os
 import time
 from typing import Any, Literal
 
-from subjectlm.backends.spec import (
-    OpensModel,
-    backend_option,
-    device_option,
-    dtype_option,
-    model_option,
-    n_ctx_option,
-    trust_remote_code_option,
-)
 from subjectlm.config import ConfigError, check_options, option
+from subjectlm.serve.model_fields import AnsweringModel
 from subjectlm.serve.respond import json_error
 
 
 @dataclasses.dataclass
-class ServeConfig(OpensModel):
-    model: str = model_option()
-    backend: str = backend_option()
+class ServeConfig(AnsweringModel):
     host: str = option("127.0.0.1", help="address to bind; anything but localhost exposes the model to the network")
     port: int = option(8000, help="TCP port")
     api_key: str | None = option(None, help="require `Authorization: Bearer KEY` (or set SUBJECTLM_API_KEY)")
-    n_ctx: int = n_ctx_option()
-    dtype: str | None = dtype_option(None)
-    device: str | None = device_option()
     max_tokens_limit: int = option(4096, help="largest max_tokens a request may ask for", min=1)
     max_body_bytes: int = option(1 << 20, help="largest request body accepted (bytes)", min=1)
-    trust_remote_code: bool = trust_remote_code_option()
     parallel: int = option(8, help="hf backend: requests decoded together in one batch (1 = one at a time)", min=1)
     max_queue: int = option(8, help="requests that may wait while others are answered; more get 503 + Retry-After",
                             min=0)

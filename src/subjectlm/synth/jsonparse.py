@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Iterator
 
 from subjectlm.backends.openai import strip_reasoning
 
@@ -72,15 +72,12 @@ def _parse(text: str, starts_tried: int = 16) -> Any:
     return _NONE
 
 
-def scan(text: str, start: int) -> tuple[str, str, list[tuple[int, str]]]:
-    """From the bracket at `start`: the span up to its matching bracket (or the end of the text), the closers
-    still missing at the end of the span, and the places where the value could be cut and closed: each
-    `(position in the span, closers needed there)` just after a complete element, before a comma, or after the first bracket."""
-    stack: list[str] = []
-    cuts: list[tuple[int, str]] = []
+def _outside_strings(text: str, start: int = 0) -> Iterator[tuple[int, str]]:
+    """(position, character) of each character of `text` from `start` that is not inside a JSON string: the
+    brackets, commas, spaces and scalars between strings, and each string's two quotes (an escaped quote
+    does not close one)."""
     in_string = escaped = False
-    i = start
-    while i < len(text):
+    for i in range(start, len(text)):
         c = text[i]
         if in_string:
             if escaped:
@@ -89,25 +86,39 @@ def scan(text: str, start: int) -> tuple[str, str, list[tuple[int, str]]]:
                 escaped = True
             elif c == '"':
                 in_string = False
-        elif c == '"':
-            in_string = True
+                yield i, c
+        else:
+            in_string = c == '"'
+            yield i, c
+
+
+def scan(text: str, start: int) -> tuple[str, str, list[tuple[int, str]]]:
+    """From the bracket at `start`: the span up to its matching bracket (or the end of the text), the closers
+    still missing at the end of the span, and the places where the value could be cut and closed: each
+    `(position in the span, closers needed there)` just after a complete element, before a comma, or after the first bracket."""
+    stack: list[str] = []
+    cuts: list[tuple[int, str]] = []
+    quotes, end = 0, len(text)
+    for i, c in _outside_strings(text, start):
+        if c == '"':
+            quotes += 1
         elif c in _CLOSE:
             stack.append(_CLOSE[c])
             if i == start:  # an inner container just opened is no complete element: cut before it instead
                 cuts.append((i + 1 - start, "".join(reversed(stack))))
         elif c in "}]":
             if not stack or stack[-1] != c:
-                break  # a stray closer: the value ended before it
+                end = i  # a stray closer: the value ended before it
+                break
             stack.pop()
             if not stack:
                 return text[start: i + 1], "", cuts
             cuts.append((i + 1 - start, "".join(reversed(stack))))
         elif c == ",":
             cuts.append((i - start, "".join(reversed(stack))))
-        i += 1
-    if not in_string and text[start:i].rstrip().endswith('"'):  # a whole last string: `["a", "b"` keeps "b"
-        cuts.append((len(text[start:i].rstrip()), "".join(reversed(stack))))
-    return text[start:i], "".join(reversed(stack)), cuts
+    if quotes % 2 == 0 and text[start:end].rstrip().endswith('"'):  # a whole last string: `["a", "b"` keeps "b"
+        cuts.append((len(text[start:end].rstrip()), "".join(reversed(stack))))
+    return text[start:end], "".join(reversed(stack)), cuts
 
 
 def repair_truncated(span: str, cuts: list[tuple[int, str]], tries: int = 64) -> Any:
@@ -133,22 +144,14 @@ def has_scalar(value: Any) -> bool:
 
 def drop_trailing_commas(text: str) -> str:
     """`text` without a comma right before a closing bracket (outside strings)."""
-    out: list[str] = []
-    in_string = escaped = False
-    for c in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == '"':
-                in_string = False
-        elif c == '"':
-            in_string = True
-        elif c in "}]":
-            while out and out[-1].isspace():
-                out.pop()
-            if out and out[-1] == ",":
-                out.pop()
-        out.append(c)
-    return "".join(out)
+    dropped: list[int] = []
+    last = None  # the last character outside strings that is not a space, and where
+    for i, c in _outside_strings(text):
+        if c.isspace():
+            continue
+        if c in "}]" and last is not None and last[1] == ",":
+            dropped.append(last[0])
+        last = (i, c)
+    for i in reversed(dropped):
+        text = text[:i] + text[i + 1:]
+    return text
