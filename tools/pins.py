@@ -127,9 +127,14 @@ def write(path: Path) -> int:
 
 def report(path: Path) -> int:
     changes = moved(read_constraints(path), freeze()[0])
-    print(f"== packages that moved versus {path} ({len(changes)}):")
-    for change in changes:
+    versions = [c for c in changes if c.installed is not None]  # another version, or a new dependency
+    absent = [c.name for c in changes if c.installed is None]
+    print(f"== packages that moved versus {path}: {len(versions)} at another version or new, {len(absent)} pinned "
+          "but not installed here")
+    for change in versions:
         print(f"  {change}")
+    if absent:  # the bench extra's packages, say: pinned because .venv has them, not a change of version
+        print(f"  not installed here (an extra this environment lacks, or no longer a dependency): {', '.join(absent)}")
     if not changes:
         print("  none: this environment has exactly the pinned versions")
     return 0
