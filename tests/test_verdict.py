@@ -27,11 +27,11 @@ def test_lines_say_yes_or_no_with_evidence_and_threshold():
     assert verdict_lines(DEMO, VerdictThresholds()) == [
         "Knowledge gained: yes — exam letter 25.0% -> 26.6% (+1.6 points [-5.0, +8.0], p=0.8, n=64); "
         "exam cloze_acc 20.3% -> 45.3% (+25.0 points [+11.0, +39.0], p=0.0025, n=64); "
-        "QA f1 0.091 -> 0.265 (95% CI of Δ [+0.125, +0.222]); held-out perplexity 26.60 -> 9.90 (x0.37) "
+        "QA f1 0.091 -> 0.265 (95% CI of Δ [+0.125, +0.222]); held-out perplexity 26.60 -> 9.90 (x0.372) "
         "(threshold: yes when a subject measure gains and none drops: exam McNemar p < 0.05, QA 95% CI above 0, "
         "perplexity ratio <= 0.9)",
         "General ability kept: no — general cloze_acc 60.0% -> 55.0% (-5.0 points [-9.0, -1.0], p=0.03, n=88); "
-        "general perplexity 20.00 -> 21.00 (x1.05) (threshold: no on a general-exam drop of more than 2 points "
+        "general perplexity 20.00 -> 21.00 (x1.050) (threshold: no on a general-exam drop of more than 2 points "
         "with McNemar p < 0.05, or a general perplexity ratio above 1.1)",
         "Exam independent of training: yes — 0 of 148 evaluation items overlap the training data "
         "(threshold: at most 0 overlapping items; no gain on control questions with McNemar p < 0.05)",

@@ -118,7 +118,7 @@ def knowledge_line(ev: Evidence, t: VerdictThresholds) -> str:
         texts.append(f"{q.what} {q.before:.3f} -> {q.after:.3f} (95% CI of Δ [{q.low:+.3f}, {q.high:+.3f}])")
     for r in ev.ppl:
         gained = gained or r.ratio <= t.knowledge_max_ppl_ratio
-        texts.append(f"{r.what} {r.start:.2f} -> {r.tuned:.2f} (x{r.ratio:.2f})")
+        texts.append(f"{r.what} {r.start:.2f} -> {r.tuned:.2f} (x{r.ratio:.3f})")
     verdict = NOT_RUN if not texts else NO if lost or not gained else YES
     return _line("Knowledge gained", verdict, texts,
                  f"yes when a subject measure gains and none drops: exam McNemar p < {t.alpha:g}, QA 95% CI above 0, "
@@ -133,7 +133,7 @@ def general_line(ev: Evidence, t: VerdictThresholds) -> str:
         texts.append(_paired_text(p))
     for r in ev.general_ppl:
         lost = lost or r.ratio > t.general_max_ppl_ratio
-        texts.append(f"{r.what} {r.start:.2f} -> {r.tuned:.2f} (x{r.ratio:.2f})")
+        texts.append(f"{r.what} {r.start:.2f} -> {r.tuned:.2f} (x{r.ratio:.3f})")
     verdict = NOT_RUN if not texts else NO if lost else YES
     return _line("General ability kept", verdict, texts,
                  f"no on a general-exam drop of more than {t.general_max_drop:g} points with McNemar "
