@@ -208,8 +208,7 @@ def find_overlap(train_paths: Sequence[str | Path], eval_paths: Sequence[str | P
     if log:
         log(f"indexed {len(places)} training records ({index.token_count} tokens); checking {len(items)} items")
     queries = [index.encode_tokens(item.tokens) for item in items]
-    runs = [run or whole for run, whole in zip(index.longest_runs(queries), index.whole_matches(queries, config.whole_min,
-                                                                                              config.sentence_min))]
+    runs = index.shared_runs(queries, config.whole_min, config.sentence_min)
     similar = index.most_similar(queries, config.jaccard)
     flagged = []
     for item, run, near in zip(items, runs, similar):
@@ -243,6 +242,6 @@ def overlapping(new_texts: Sequence[str], texts: Sequence[str], ngram: int = 13,
     for text in texts:
         index.add(text)
     queries = [index.encode(t) for t in new_texts]
-    runs = [run or whole for run, whole in zip(index.longest_runs(queries), index.whole_matches(queries, whole_min, sentence_min))]
+    runs = index.shared_runs(queries, whole_min, sentence_min)
     similar = index.most_similar(queries, jaccard)
     return [TextOverlap(r, s) if r is not None or s is not None else None for r, s in zip(runs, similar)]

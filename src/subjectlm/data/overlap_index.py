@@ -1,7 +1,8 @@
 """An index over many texts that answers two questions about a new text, without comparing it to
 each text in turn:
 
-- the longest run of tokens it shares with the indexed texts (`TextIndex.longest_runs`), and
+- the longest run of tokens it shares with the indexed texts (`TextIndex.longest_runs`; `shared_runs`
+  adds a text too short for such a run that is found whole, `whole_matches`), and
 - which indexed text is most like it by Jaccard similarity of token shingles (`TextIndex.most_similar`).
 
 Runs. The indexed texts ("units": one per training record) are laid end to end in one token
@@ -326,6 +327,13 @@ class TextIndex:
                         text = join_tokens([self.id_to_token[t] for t in queries[i].tolist()])
                         results[i] = Run(length, unit, end_unit, text, whole=True)
         return results
+
+    def shared_runs(self, queries: Sequence[np.ndarray], whole_min: int, sentence_min: int | None = None
+                    ) -> list[Run | None]:
+        """For each query, its longest run of at least `ngram` tokens (`longest_runs`), else all of it when
+        it is shorter and found whole (`whole_matches`); None when neither."""
+        return [run or whole for run, whole in zip(self.longest_runs(queries),
+                                                   self.whole_matches(queries, whole_min, sentence_min))]
 
     def similar_pairs(self, queries: Sequence[np.ndarray], threshold: float) -> list[tuple[int, int, float]]:
         """Every (query, unit, Jaccard) with Jaccard >= threshold, exactly."""

@@ -39,10 +39,8 @@ def require_valid_plan(path: str | Path, force: bool = False, only: list[str] | 
                        log: Callable[[str], None] = print) -> Plan:
     """The plan, its warnings printed; any error refused before a stage runs."""
     planned = plan(path, force=force, only=only)
-    if planned.notes:  # what the dry run prints under the same heading: the leakage counts, before any training
-        log("across the plan:")
-        for note in planned.notes:
-            log(f"  {note}")
+    for line in planned.across_the_plan():  # the leakage counts, as the dry run prints them, before any training
+        log(line)
     for line in finding_lines([], planned.warnings, strict=False, show=20):
         log(line)
     if len(planned.problems) == 1:

@@ -81,6 +81,13 @@ class Plan:
         for problem in found:
             (self.warnings if problem.warning else self.problems).append(problem)
 
+    def across_the_plan(self, indent: str = "") -> list[str]:
+        """The lines of the checks across the whole plan (the leakage counts), under their heading; none
+        when no check said anything."""
+        if not self.notes:
+            return []
+        return [f"{indent}across the plan:"] + [f"{indent}  {note}" for note in self.notes]
+
     def format(self) -> str:
         lines = [f"recipe: {self.path}" + (f" -> {_short(self.output_dir)}" if self.output_dir else "")]
         width = max((len(s.name) for s in self.steps), default=4)
@@ -89,9 +96,7 @@ class Plan:
             for key, value in s.reads.items():
                 lines.append(f"       {key:<15} {_shown(value)}")
             lines.append(f"       {'-> writes':<15} {_short(s.writes)}")
-        if self.notes:
-            lines.append("  across the plan:")
-            lines += [f"    {note}" for note in self.notes]
+        lines += self.across_the_plan(indent="  ")
         lines += finding_lines(self.problems, self.warnings, strict=False, show=100)
         lines.append(verdict(self.problems, self.warnings, strict=False, has_strict=False))
         return "\n".join(lines)
